@@ -1,0 +1,1 @@
+"""The shared state of mlsfeeds: settings, database models and engine, migrations."""

@@ -1,0 +1,256 @@
+"""The database: sources, their runs, listings and media, SOAP clients, caches.
+
+Column names are the snake_case forms of RESO Data Dictionary names; the SOAP service puts the
+RESO names back on the wire.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Date,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    Numeric,
+    String,
+    Text,
+    Time,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+from core.types import BigId, UTCDateTime, utcnow
+
+NAMING = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+    type_annotation_map = {dt.datetime: UTCDateTime(), dict[str, Any]: JSON()}
+
+
+class Source(Base):
+    """An MLS feed: where it comes from, when it may be pulled, how it is read."""
+
+    __tablename__ = "sources"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    timezone: Mapped[str] = mapped_column(String(64), default="UTC")
+    earliest_download: Mapped[dt.time] = mapped_column(Time, default=dt.time(2, 0))
+    repeat_every_seconds: Mapped[int | None] = mapped_column(Integer)
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    download: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    parse: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    images: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+    runs: Mapped[list[FeedRun]] = relationship(back_populates="source", passive_deletes=True)
+
+
+class FeedRun(Base):
+    """One pull of one source: its step, lease, counts, and the images-ready flag."""
+
+    __tablename__ = "feed_runs"
+    __table_args__ = (
+        Index(None, "status", "next_attempt_at"),
+        Index(None, "source_id", "business_date"),
+        Index(None, "images_ready"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    source_id: Mapped[str] = mapped_column(ForeignKey("sources.id", ondelete="CASCADE"))
+    business_date: Mapped[dt.date] = mapped_column(Date)
+    kind: Mapped[str] = mapped_column(String(16), default="full")  # full | incremental
+    status: Mapped[str] = mapped_column(String(16), default="queued")  # queued|running|succeeded|failed
+    step: Mapped[str] = mapped_column(String(16), default="download")
+    attempt: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[dt.datetime | None]
+    lease_owner: Mapped[str | None] = mapped_column(String(128))
+    lease_expires_at: Mapped[dt.datetime | None]
+    window_start: Mapped[dt.datetime | None]  # incremental: ModificationTimestamp lower bound
+    window_end: Mapped[dt.datetime | None]
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    started_at: Mapped[dt.datetime | None]
+    finished_at: Mapped[dt.datetime | None]
+    step_timings: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    bytes_downloaded: Mapped[int] = mapped_column(BigId, default=0)
+    rows_parsed: Mapped[int] = mapped_column(Integer, default=0)
+    rows_rejected: Mapped[int] = mapped_column(Integer, default=0)
+    rows_inserted: Mapped[int] = mapped_column(Integer, default=0)
+    rows_updated: Mapped[int] = mapped_column(Integer, default=0)
+    rows_unchanged: Mapped[int] = mapped_column(Integer, default=0)
+    rows_removed: Mapped[int] = mapped_column(Integer, default=0)
+    rows_geocoded: Mapped[int] = mapped_column(Integer, default=0)
+    photos_fetched: Mapped[int] = mapped_column(Integer, default=0)
+    photos_stored: Mapped[int] = mapped_column(Integer, default=0)
+    photos_unchanged: Mapped[int] = mapped_column(Integer, default=0)
+    photos_removed: Mapped[int] = mapped_column(Integer, default=0)
+    photos_failed: Mapped[int] = mapped_column(Integer, default=0)
+    photo_bytes: Mapped[int] = mapped_column(BigId, default=0)
+    raw_keys: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    images_ready: Mapped[bool] = mapped_column(Boolean, default=False)
+    images_ready_at: Mapped[dt.datetime | None]
+    images_reset_at: Mapped[dt.datetime | None]
+
+    source: Mapped[Source] = relationship(back_populates="runs")
+
+
+class FeedReject(Base):
+    """A record that could not be mapped: kept with its reason for an operator to read."""
+
+    __tablename__ = "feed_rejects"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("feed_runs.id", ondelete="CASCADE"), index=True)
+    source_id: Mapped[str] = mapped_column(String(64))
+    position: Mapped[int] = mapped_column(Integer)  # record number (or line) in the payload
+    reason: Mapped[str] = mapped_column(Text)
+    record: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+
+class Listing(Base):
+    __tablename__ = "listings"
+    __table_args__ = (
+        UniqueConstraint("source_id", "listing_key"),
+        Index(None, "source_id", "standard_status"),
+        Index(None, "city"),
+        Index(None, "postal_code"),
+        Index(None, "list_price"),
+        Index(None, "modification_timestamp"),
+        Index(None, "latitude", "longitude"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    source_id: Mapped[str] = mapped_column(ForeignKey("sources.id", ondelete="CASCADE"))
+    listing_key: Mapped[str] = mapped_column(String(128))
+    listing_id: Mapped[str | None] = mapped_column(String(64))
+    standard_status: Mapped[str | None] = mapped_column(String(32))
+    property_type: Mapped[str | None] = mapped_column(String(64))
+    property_sub_type: Mapped[str | None] = mapped_column(String(64))
+    list_price: Mapped[Decimal | None] = mapped_column(Numeric(14, 2))
+    bedrooms_total: Mapped[int | None] = mapped_column(Integer)
+    bathrooms_total_integer: Mapped[int | None] = mapped_column(Integer)
+    living_area: Mapped[Decimal | None] = mapped_column(Numeric(12, 2))
+    lot_size_acres: Mapped[Decimal | None] = mapped_column(Numeric(12, 4))
+    year_built: Mapped[int | None] = mapped_column(Integer)
+    unparsed_address: Mapped[str | None] = mapped_column(String(255))
+    street_number: Mapped[str | None] = mapped_column(String(32))
+    street_name: Mapped[str | None] = mapped_column(String(128))
+    unit_number: Mapped[str | None] = mapped_column(String(32))
+    city: Mapped[str | None] = mapped_column(String(128))
+    state_or_province: Mapped[str | None] = mapped_column(String(32))
+    postal_code: Mapped[str | None] = mapped_column(String(16))
+    county_or_parish: Mapped[str | None] = mapped_column(String(128))
+    latitude: Mapped[float | None] = mapped_column(Float)
+    longitude: Mapped[float | None] = mapped_column(Float)
+    geocode_precision: Mapped[str | None] = mapped_column(String(16))  # source|address|zip|none
+    public_remarks: Mapped[str | None] = mapped_column(Text)
+    list_agent_full_name: Mapped[str | None] = mapped_column(String(128))
+    list_office_name: Mapped[str | None] = mapped_column(String(128))
+    photos_count: Mapped[int] = mapped_column(Integer, default=0)
+    photos_change_timestamp: Mapped[dt.datetime | None]
+    modification_timestamp: Mapped[dt.datetime | None]
+    first_seen: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    last_seen: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    removed_at: Mapped[dt.datetime | None]
+    extra: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+    media: Mapped[list[Media]] = relationship(
+        back_populates="listing", order_by="Media.order", passive_deletes=True
+    )
+
+
+class Media(Base):
+    """A photo of a listing: hosted by the MLS (``url``) or stored by us (``storage_key``)."""
+
+    __tablename__ = "media"
+    __table_args__ = (UniqueConstraint("listing_id", "order"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    listing_id: Mapped[int] = mapped_column(ForeignKey("listings.id", ondelete="CASCADE"))
+    order: Mapped[int] = mapped_column(Integer)
+    media_key: Mapped[str | None] = mapped_column(String(128))
+    url: Mapped[str | None] = mapped_column(String(1024))
+    storage_key: Mapped[str | None] = mapped_column(String(512))
+    content_hash: Mapped[str | None] = mapped_column(String(64))
+    content_type: Mapped[str | None] = mapped_column(String(64))
+    bytes: Mapped[int | None] = mapped_column(Integer)
+    width: Mapped[int | None] = mapped_column(Integer)
+    height: Mapped[int | None] = mapped_column(Integer)
+    caption: Mapped[str | None] = mapped_column(String(255))
+    modification_timestamp: Mapped[dt.datetime | None]
+
+    listing: Mapped[Listing] = relationship(back_populates="media")
+
+
+class Client(Base):
+    """A SOAP consumer. ``consumer`` sees its entitled sources; ``operator`` sees all."""
+
+    __tablename__ = "clients"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(128), unique=True)
+    role: Mapped[str] = mapped_column(String(16), default="consumer")
+    password_hash: Mapped[str] = mapped_column(String(255))
+    # The password sealed with the service secret: WS-Security PasswordDigest needs the
+    # plain text to recompute SHA1(nonce + created + password). Never returned anywhere.
+    password_sealed: Mapped[str | None] = mapped_column(Text)
+    all_sources: Mapped[bool] = mapped_column(Boolean, default=False)
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+    sources: Mapped[list[ClientSource]] = relationship(
+        cascade="all, delete-orphan", passive_deletes=True
+    )
+
+
+class ClientSource(Base):
+    __tablename__ = "client_sources"
+
+    client_id: Mapped[int] = mapped_column(
+        ForeignKey("clients.id", ondelete="CASCADE"), primary_key=True
+    )
+    source_id: Mapped[str] = mapped_column(
+        ForeignKey("sources.id", ondelete="CASCADE"), primary_key=True
+    )
+
+
+class GeocodeCache(Base):
+    __tablename__ = "geocode_cache"
+
+    address: Mapped[str] = mapped_column(String(255), primary_key=True)  # normalized
+    latitude: Mapped[float | None] = mapped_column(Float)
+    longitude: Mapped[float | None] = mapped_column(Float)
+    precision: Mapped[str] = mapped_column(String(16))
+    provider: Mapped[str] = mapped_column(String(32))
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class WsNonce(Base):
+    """WS-Security nonces seen within the Created window: a replay finds its row here.
+
+    Kept in the database, not in memory, so a replay sent to another gunicorn worker or
+    another host behind the balancer is refused too.
+    """
+
+    __tablename__ = "ws_nonces"
+
+    nonce: Mapped[str] = mapped_column(String(128), primary_key=True)  # sha256(user, nonce)
+    seen_at: Mapped[dt.datetime] = mapped_column(default=utcnow, index=True)

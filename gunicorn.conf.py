@@ -1,0 +1,27 @@
+"""gunicorn settings for the SOAP service (``mlsfeeds serve`` uses this file).
+
+Bind and worker count come from MLSFEEDS_BIND / MLSFEEDS_WORKERS (or the serve flags).
+"""
+
+import multiprocessing
+
+from core.settings import Settings
+
+_settings = Settings.from_env()
+
+bind = _settings.bind
+workers = _settings.workers or multiprocessing.cpu_count() * 2 + 1
+worker_class = "sync"          # spyne is synchronous; queries are short
+timeout = 30                   # a worker silent this long is killed and replaced
+graceful_timeout = 20
+keepalive = 5
+max_requests = 10_000          # recycle workers now and then, with jitter so not all at once
+max_requests_jitter = 1_000
+limit_request_line = 8190
+accesslog = "-"
+# No request bodies in the log, ever: they carry credentials (WS-Security) and client queries.
+access_log_format = '%(h)s "%(r)s" %(s)s %(B)s %(M)sms "%(a)s"'
+errorlog = "-"
+loglevel = _settings.log_level.lower()
+proc_name = "mlsfeeds-soap"
+forwarded_allow_ips = "127.0.0.1"

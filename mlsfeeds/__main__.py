@@ -1,0 +1,3 @@
+from mlsfeeds.cli import main
+
+raise SystemExit(main())

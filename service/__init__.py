@@ -1,0 +1,1 @@
+"""The SOAP facade: a spyne application over the shared database."""
