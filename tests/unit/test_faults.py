@@ -1,0 +1,57 @@
+"""Faults reach the caller as declared; anything unexpected reveals nothing internal."""
+
+import io
+
+from lxml import etree
+
+from core.settings import Settings
+from service.app import Dispatcher, build_soap_app
+
+ENVELOPE = (
+    b'<s:Envelope xmlns:s="http://schemas.xmlsoap.org/soap/envelope/"><s:Body>'
+    b'<GetFeedStatus xmlns="urn:mlsfeeds:soap:1"/></s:Body></s:Envelope>'
+)
+
+
+def call(app, body=ENVELOPE, path="/soap", method="POST", query=""):
+    captured = {}
+
+    def start_response(status, headers):
+        captured["status"] = status
+
+    environ = {
+        "REQUEST_METHOD": method, "PATH_INFO": path, "QUERY_STRING": query,
+        "CONTENT_TYPE": "text/xml; charset=utf-8", "CONTENT_LENGTH": str(len(body)),
+        "wsgi.input": io.BytesIO(body), "SERVER_NAME": "evil.example.net", "SERVER_PORT": "80",
+        "HTTP_HOST": "evil.example.net", "wsgi.url_scheme": "http", "HTTP_SOAPACTION": '"GetFeedStatus"',
+    }
+    body = b"".join(app(environ, start_response))
+    return captured["status"], body
+
+
+def broken_sessions():
+    raise RuntimeError("password=hunter2 at db-7.internal")
+
+
+def test_an_unexpected_error_is_a_bare_server_fault_with_nothing_internal():
+    settings = Settings(secret_key="s", public_url_setting="https://feeds.example.com")
+    soap, wsdl = build_soap_app(settings, broken_sessions)
+    status, body = call(Dispatcher(soap, wsdl))
+    assert status.startswith("500")
+    fault = etree.fromstring(body).find(".//faultcode")
+    assert fault.text.endswith(":Server")
+    assert b"hunter2" not in body and b"db-7" not in body and b"RuntimeError" not in body
+
+
+def test_the_wsdl_is_addressed_from_configuration():
+    settings = Settings(secret_key="s", public_url_setting="https://feeds.example.com")
+    soap, wsdl = build_soap_app(settings, broken_sessions)
+    status, body = call(Dispatcher(soap, wsdl), b"", method="GET", query="wsdl")
+    assert status.startswith("200")
+    assert b'location="https://feeds.example.com/soap"' in body and b"evil" not in body
+
+
+def test_unknown_paths_are_404():
+    settings = Settings(secret_key="s")
+    soap, wsdl = build_soap_app(settings, broken_sessions)
+    assert call(Dispatcher(soap, wsdl), b"", path="/admin", method="GET")[0].startswith("404")
