@@ -12,28 +12,11 @@ from sqlalchemy import insert, select, tuple_
 from sqlalchemy.orm import Session
 
 from core.models import Listing, Media, Source
+from core.reso import LISTING_FIELDS
 from core.types import utcnow
 from sandbox.listings import PHOTO_URL_TEMPLATE, synthetic_listings
 
 BATCH = 1000
-# RESO name -> column, for the fields the sandbox generates (Media is written separately).
-COLUMNS = {
-    "ListingKey": "listing_key", "ListingId": "listing_id", "StandardStatus": "standard_status",
-    "PropertyType": "property_type", "PropertySubType": "property_sub_type",
-    "ListPrice": "list_price", "BedroomsTotal": "bedrooms_total",
-    "BathroomsTotalInteger": "bathrooms_total_integer", "LivingArea": "living_area",
-    "LotSizeAcres": "lot_size_acres", "YearBuilt": "year_built",
-    "UnparsedAddress": "unparsed_address", "StreetNumber": "street_number",
-    "StreetName": "street_name", "UnitNumber": "unit_number", "City": "city",
-    "StateOrProvince": "state_or_province", "PostalCode": "postal_code",
-    "CountyOrParish": "county_or_parish", "Latitude": "latitude", "Longitude": "longitude",
-    "PublicRemarks": "public_remarks", "ListAgentFullName": "list_agent_full_name",
-    "ListOfficeName": "list_office_name", "PhotosCount": "photos_count",
-    "PhotosChangeTimestamp": "photos_change_timestamp",
-    "ModificationTimestamp": "modification_timestamp",
-}
-
-
 @dataclass
 class SeedReport:
     created_sources: list[str]
@@ -104,7 +87,7 @@ def _write_batch(session: Session, batch: list[dict], report: SeedReport) -> Non
 
 
 def _row(record: dict, now: dt.datetime) -> dict:
-    row = {column: record.get(name) for name, column in COLUMNS.items()}
+    row = {column: record.get(name) for name, (column, _) in LISTING_FIELDS.items()}
     row.update(source_id=record["SourceId"], first_seen=now, last_seen=now, extra={})
     return row
 

@@ -1,0 +1,1 @@
+"""The worker: the balancer and the data path download → parse → load → geocode."""
