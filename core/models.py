@@ -57,6 +57,8 @@ class Source(Base):
     download: Mapped[dict[str, Any]] = mapped_column(default=dict)
     parse: Mapped[dict[str, Any]] = mapped_column(default=dict)
     images: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    # What the connector left after the last successful download (ETag, files seen...).
+    state: Mapped[dict[str, Any]] = mapped_column(default=dict)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
@@ -68,6 +70,8 @@ class FeedRun(Base):
 
     __tablename__ = "feed_runs"
     __table_args__ = (
+        # One run per slot: two balancers ticking at once cannot both start the day's run.
+        UniqueConstraint("source_id", "business_date", "slot"),
         Index(None, "status", "next_attempt_at"),
         Index(None, "source_id", "business_date"),
         Index(None, "images_ready"),
@@ -77,12 +81,14 @@ class FeedRun(Base):
     source_id: Mapped[str] = mapped_column(ForeignKey("sources.id", ondelete="CASCADE"))
     business_date: Mapped[dt.date] = mapped_column(Date)
     kind: Mapped[str] = mapped_column(String(16), default="full")  # full | incremental
+    slot: Mapped[str] = mapped_column(String(32), default="full")  # "full", or "inc-HHMM" local time
     status: Mapped[str] = mapped_column(String(16), default="queued")  # queued|running|succeeded|failed
     step: Mapped[str] = mapped_column(String(16), default="download")
     attempt: Mapped[int] = mapped_column(Integer, default=0)
     next_attempt_at: Mapped[dt.datetime | None]
     lease_owner: Mapped[str | None] = mapped_column(String(128))
     lease_expires_at: Mapped[dt.datetime | None]
+    heartbeat_at: Mapped[dt.datetime | None]
     window_start: Mapped[dt.datetime | None]  # incremental: ModificationTimestamp lower bound
     window_end: Mapped[dt.datetime | None]
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
@@ -171,6 +177,8 @@ class Listing(Base):
     last_seen: Mapped[dt.datetime] = mapped_column(default=utcnow)
     removed_at: Mapped[dt.datetime | None]
     extra: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    # Hash of the mapped record as last loaded: an unchanged record costs no UPDATE.
+    record_hash: Mapped[str | None] = mapped_column(String(32))
 
     media: Mapped[list[Media]] = relationship(
         back_populates="listing", order_by="Media.order", passive_deletes=True

@@ -32,6 +32,10 @@ class Settings:
     secret_key: str = field(default="", repr=False)
     wss_created_window: int = 300
     log_level: str = "INFO"
+    census_geocoder_url: str | None = None
+    lease_seconds: int = 300
+    max_attempts: int = 5
+    retry_backoff_seconds: int = 60
     environ: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
 
     @property
@@ -59,6 +63,10 @@ class Settings:
             secret_key=env.get("MLSFEEDS_SECRET_KEY") or _local_secret(env),
             wss_created_window=_positive_int(env, "MLSFEEDS_WSS_CREATED_WINDOW") or 300,
             log_level=(env.get("MLSFEEDS_LOG_LEVEL") or "INFO").upper(),
+            census_geocoder_url=_url(env, "MLSFEEDS_CENSUS_GEOCODER_URL"),
+            lease_seconds=_positive_int(env, "MLSFEEDS_LEASE_SECONDS") or 300,
+            max_attempts=_positive_int(env, "MLSFEEDS_MAX_ATTEMPTS") or 5,
+            retry_backoff_seconds=_positive_int(env, "MLSFEEDS_RETRY_BACKOFF_SECONDS") or 60,
             environ=env,
         )
 

@@ -14,6 +14,8 @@ from pathlib import Path
 
 from core.errors import CoreError
 from core.settings import Settings
+from mlsfeeds.pipeline_cli import CommandFailed
+from pipeline.errors import PipelineError
 
 ROOT = Path(__file__).resolve().parent.parent
 WSDL_FILE = ROOT / "wsdl" / "mlsfeeds.wsdl"
@@ -33,7 +35,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
         return args.run(args, Settings.from_env()) or 0
-    except (UsageError, CoreError) as exc:
+    except (UsageError, CoreError, PipelineError, CommandFailed) as exc:
         print(f"mlsfeeds: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
@@ -54,6 +56,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_clients(commands)
     _add_serve(commands)
     _add_wsdl(commands)
+    from mlsfeeds.pipeline_cli import add_commands
+
+    add_commands(commands, _positive)
     return parser
 
 

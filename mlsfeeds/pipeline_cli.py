@@ -1,0 +1,196 @@
+"""Pipeline commands: sources apply/list, tick, worker, run, status."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import signal
+import sys
+import threading
+
+from sqlalchemy import func, select
+
+from core.models import FeedRun, Listing, Source
+from core.settings import Settings
+from core.types import utcnow
+
+
+class CommandFailed(Exception):
+    """A pipeline command could not do what was asked; the message says why."""
+
+
+def add_commands(commands, positive) -> None:
+    sources = commands.add_parser("sources", help="source definitions").add_subparsers(title="sources commands")
+    apply = sources.add_parser("apply", help="create or update sources from a TOML file")
+    apply.add_argument("file")
+    apply.set_defaults(run=sources_apply)
+    listing = sources.add_parser("list", help="the sources and their schedules")
+    listing.set_defaults(run=sources_list)
+
+    tick = commands.add_parser("tick", help="one balancer pass: start due runs, advance claimable ones (for cron)")
+    tick.set_defaults(run=run_tick)
+    worker = commands.add_parser("worker", help="tick every --interval seconds until SIGTERM/SIGINT")
+    worker.add_argument("--interval", type=positive, default=60, metavar="SECONDS", help="default 60")
+    worker.set_defaults(run=run_worker)
+
+    run = commands.add_parser("run", help="run one source now, whatever the clock, printing each step")
+    run.add_argument("source")
+    run.add_argument("--full", action="store_true", help="a full pull (default: incremental after a first success)")
+    run.add_argument("--from-step", choices=["download", "parse", "load", "geocode"],
+                     help="start here, reusing the latest run's payload")
+    run.set_defaults(run=run_source)
+
+    status = commands.add_parser("status", help="every source and its latest run")
+    status.add_argument("--json", action="store_true", help="machine-readable output")
+    status.set_defaults(run=show_status)
+
+
+def _sessions(settings: Settings):
+    from core.db import make_engine, session_factory
+
+    return session_factory(make_engine(settings.database_url))
+
+
+def sources_apply(args, settings: Settings) -> int:
+    from pipeline.spec import apply, load_file
+
+    specs = load_file(args.file)
+    with _sessions(settings)() as session:
+        report = apply(session, specs)
+        session.commit()
+    print("\n".join(report))
+    return 0
+
+
+def sources_list(args, settings: Settings) -> int:
+    with _sessions(settings)() as session:
+        for s in session.scalars(select(Source).order_by(Source.id)):
+            repeat = f" every {s.repeat_every_seconds // 60} min" if s.repeat_every_seconds else ""
+            print(f"{s.id:<16} {'on ' if s.enabled else 'off'} {s.download.get('kind', '?'):<6} "
+                  f"from {s.earliest_download:%H:%M} {s.timezone}{repeat}  images: {s.images.get('strategy', 'none')}  {s.name}")
+    return 0
+
+
+def _printer(run: FeedRun, step: str, summary: str) -> None:
+    print(f"  {run.source_id}#{run.id} {step:<9} {summary}", flush=True)
+
+
+def run_tick(args, settings: Settings) -> int:
+    from mlsfeeds.wiring import build_balancer
+
+    report = build_balancer(settings, on_step=_printer).tick()
+    for created in report.created:
+        print(f"started {created}")
+    for line in report.advanced:
+        print(line)
+    return 0
+
+
+def run_worker(args, settings: Settings) -> int:
+    from mlsfeeds.wiring import build_balancer
+
+    stop = threading.Event()
+
+    def on_signal(signum, frame):
+        print(f"received {signal.Signals(signum).name}: finishing the step in flight", flush=True)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    balancer = build_balancer(settings, should_stop=stop.is_set, on_step=_printer)
+    print(f"worker {balancer.worker}: ticking every {args.interval} s", flush=True)
+    while not stop.is_set():
+        report = balancer.tick()
+        for created in report.created:
+            print(f"started {created}", flush=True)
+        stop.wait(args.interval)
+    print("worker stopped", flush=True)
+    return 0
+
+
+def run_source(args, settings: Settings) -> int:
+    from mlsfeeds.wiring import build_balancer
+
+    balancer = build_balancer(settings, on_step=_printer, progress=lambda m: print(f"    {m}", flush=True))
+    with balancer.sessions() as session:
+        run = _manual_run(session, args)
+        session.commit()
+        run_id = run.id
+        print(f"{run.source_id}#{run.id}: {run.kind} run from {run.step}", flush=True)
+    if balancer.claim(run_id) is None:
+        raise CommandFailed(f"run {run_id} is queued but cannot start now: another run of {args.source} is in flight")
+    balancer.advance(run_id)
+    with balancer.sessions() as session:
+        run = session.get(FeedRun, run_id)
+        print(f"{run.source_id}#{run.id}: {run.status}" + (f" — {run.last_error}" if run.last_error else ""))
+        return 0 if run.status == "succeeded" else 1
+
+
+def _manual_run(session, args) -> FeedRun:
+    from pipeline.schedule import business_date, last_success
+
+    source = session.get(Source, args.source)
+    if source is None:
+        raise CommandFailed(f"no source {args.source!r}; `mlsfeeds sources list` shows them")
+    now = utcnow()
+    previous = last_success(session, source.id)
+    kind = "full" if args.full or previous is None else "incremental"
+    run = FeedRun(source_id=source.id, business_date=business_date(source, now), kind=kind,
+                  slot=f"manual-{now:%H%M%S%f}", window_end=now)
+    if kind == "incremental":
+        run.window_start = (previous.window_end or previous.started_at) - dt.timedelta(minutes=5)
+    if args.from_step and args.from_step != "download":
+        donor = _latest_with_payload(session, source.id)
+        if donor is None:
+            raise CommandFailed(f"--from-step {args.from_step}: no earlier run of {source.id} kept a payload")
+        run.raw_keys, run.kind, run.window_start = donor.raw_keys, donor.kind, donor.window_start
+        run.step = args.from_step
+    session.add(run)
+    session.flush()
+    return run
+
+
+def _latest_with_payload(session, source_id: str) -> FeedRun | None:
+    for run in session.scalars(select(FeedRun).where(FeedRun.source_id == source_id).order_by(FeedRun.id.desc())):
+        if (run.raw_keys or {}).get("files"):
+            return run
+    return None
+
+
+def show_status(args, settings: Settings) -> int:
+    with _sessions(settings)() as session:
+        rows = _status_rows(session)
+    if args.json:
+        print(json.dumps(rows, indent=2, default=str))
+        return 0
+    header = f"{'source':<14} {'run':>6} {'kind':<11} {'status':<9} {'step':<9} {'try':>3} {'parsed':>8} {'rej':>5} {'ins':>7} {'upd':>7} {'rem':>6} {'listings':>9}  error"
+    print(header)
+    for r in rows:
+        run = r["run"] or {}
+        print(f"{r['source']:<14} {run.get('id', '-'):>6} {run.get('kind', '-'):<11} {run.get('status', 'never'):<9} "
+              f"{run.get('step', '-'):<9} {run.get('attempt', 0):>3} {run.get('rows_parsed', 0):>8} {run.get('rows_rejected', 0):>5} "
+              f"{run.get('rows_inserted', 0):>7} {run.get('rows_updated', 0):>7} {run.get('rows_removed', 0):>6} "
+              f"{r['listings']:>9}  {(run.get('last_error') or '')[:80]}")
+    return 0
+
+
+RUN_FIELDS = ("id", "kind", "business_date", "status", "step", "attempt", "next_attempt_at", "lease_owner",
+              "started_at", "finished_at", "bytes_downloaded", "rows_parsed", "rows_rejected", "rows_inserted",
+              "rows_updated", "rows_unchanged", "rows_removed", "rows_geocoded", "images_ready", "step_timings",
+              "last_error")
+
+
+def _status_rows(session) -> list[dict]:
+    newest = select(func.max(FeedRun.id)).group_by(FeedRun.source_id)
+    latest = {r.source_id: r for r in session.scalars(select(FeedRun).where(FeedRun.id.in_(newest)))}
+    counts = dict(session.execute(select(Listing.source_id, func.count()).where(Listing.removed_at.is_(None))
+                                  .group_by(Listing.source_id)).all())
+    rows = []
+    for s in session.scalars(select(Source).order_by(Source.id)):
+        run = latest.get(s.id)
+        rows.append({
+            "source": s.id, "enabled": s.enabled, "timezone": s.timezone,
+            "earliest_download": s.earliest_download.strftime("%H:%M"), "listings": counts.get(s.id, 0),
+            "run": {f: getattr(run, f) for f in RUN_FIELDS} if run else None,
+        })
+    return rows

@@ -1,0 +1,38 @@
+"""Adapters built once from Settings and handed down to the pipeline."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from core.db import make_engine, session_factory
+from core.settings import Settings
+from core.storage import open_store
+from pipeline.balancer import Balancer, Policy
+from pipeline.geocode.zipcentroid import ZipCentroidGeocoder
+from pipeline.steps import Services
+
+
+def build_services(settings: Settings, progress: Callable[[str], None] = lambda m: None) -> Services:
+    geocoders = [ZipCentroidGeocoder()]
+    if settings.census_geocoder_url:
+        import requests
+
+        from pipeline.geocode.census import CensusGeocoder
+
+        # The online geocoder goes first when configured: it places addresses, not ZIP centroids.
+        geocoders.insert(0, CensusGeocoder(requests.Session(), settings.census_geocoder_url))
+    return Services(
+        store=open_store(settings.storage_url, settings.s3_endpoint_url),
+        geocoders=geocoders,
+        environ=settings.environ,
+        progress=progress,
+    )
+
+
+def build_balancer(settings: Settings, *, should_stop=lambda: False, on_step=lambda run, step, summary: None,
+                   progress: Callable[[str], None] = lambda m: None) -> Balancer:
+    # SQLite has one writer: every worker transaction takes the write lock up front.
+    sessions = session_factory(make_engine(settings.database_url, immediate=True))
+    policy = Policy(lease_seconds=settings.lease_seconds, max_attempts=settings.max_attempts,
+                    backoff_seconds=settings.retry_backoff_seconds)
+    return Balancer(sessions, build_services(settings, progress), policy, should_stop=should_stop, on_step=on_step)
