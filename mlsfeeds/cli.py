@@ -100,6 +100,19 @@ def _add_sandbox(commands) -> None:
                       help="source ids (created if missing); default: sandbox")
     seed.add_argument("--seed", type=int, default=1, metavar="S", help="same seed, same listings (default 1)")
     seed.set_defaults(run=_sandbox_seed)
+    serve = sandbox.add_parser("serve", help="start one local MLS server per connector kind, until stopped")
+    serve.add_argument("--dir", required=True, type=Path, metavar="DIR",
+                       help="keeps state.json, sources.toml, expected.json and what the servers publish")
+    serve.add_argument("--listings", type=_positive, default=200, metavar="N", help="per source (default 200)")
+    serve.add_argument("--seed", type=int, default=1, metavar="S")
+    serve.add_argument("--kinds", type=_id_list, metavar="K,K", help="only these kinds (default: all)")
+    serve.set_defaults(run=_sandbox_serve)
+    mutate = sandbox.add_parser("mutate", help="change what the running sandbox servers publish")
+    mutate.add_argument("--dir", required=True, type=Path, metavar="DIR")
+    mutate.add_argument("--add", type=int, default=0, metavar="N", help="new listings per source")
+    mutate.add_argument("--change", type=int, default=0, metavar="N", help="listings per source with a new price")
+    mutate.add_argument("--remove", type=int, default=0, metavar="N", help="listings per source dropped from the feed")
+    mutate.set_defaults(run=_sandbox_mutate)
 
 
 def _sandbox_seed(args, settings: Settings) -> int:
@@ -113,6 +126,47 @@ def _sandbox_seed(args, settings: Settings) -> int:
         f"inserted {report.inserted:,} listings ({report.media:,} photos by URL template); "
         f"{report.skipped:,} were already there"
     )
+    return 0
+
+
+def _sandbox_serve(args, settings: Settings) -> int:
+    import signal
+    import threading
+
+    from sandbox.world import KINDS, World, start_servers
+
+    kinds = tuple(args.kinds or KINDS)
+    if unknown := set(kinds) - set(KINDS):
+        raise UsageError(f"unknown kind {sorted(unknown)[0]!r}; kinds: {', '.join(KINDS)}")
+    if (args.dir / "state.json").exists():
+        world = World.open(args.dir)
+        world.publish()
+        print(f"reusing the sandbox in {args.dir} (generation {world.state['generation']})")
+    else:
+        world = World.create(args.dir, args.listings, args.seed, kinds)
+    running, _ = start_servers(world)
+    for server in running:
+        print(f"  {server.url}")
+    print(f"wrote {args.dir / 'sources.toml'} and {args.dir / 'expected.json'}; Ctrl-C stops the servers", flush=True)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *a: stop.set())
+    signal.signal(signal.SIGINT, lambda *a: stop.set())
+    stop.wait()
+    for server in running:
+        server.stop()
+    return 0
+
+
+def _sandbox_mutate(args, settings: Settings) -> int:
+    from sandbox.world import World
+
+    try:
+        world = World.open(args.dir)
+    except FileNotFoundError as exc:
+        raise UsageError(str(exc)) from None
+    report = world.mutate(args.add, args.change, args.remove)
+    for sid, changes in sorted(report.items()):
+        print(f"{sid}: +{len(changes['added'])} ~{len(changes['changed'])} -{len(changes['removed'])}")
     return 0
 
 
