@@ -6,6 +6,7 @@ per-call state is a database session and the authenticated caller, on ``ctx.udc`
 
 from __future__ import annotations
 
+import io
 import logging
 from dataclasses import dataclass
 
@@ -19,7 +20,7 @@ from core.settings import Settings
 from service.api import ListingService
 from service.auth import Authenticator, Caller
 from service.errors import ServiceError
-from service.faults import on_exception, to_fault
+from service.faults import fault_envelope, on_exception, to_fault
 from service.paging import PageTokens
 from service.photos import PhotoUrls
 from service.types import NS
@@ -106,10 +107,38 @@ class Dispatcher:
         if path.rstrip("/") == SOAP_PATH:
             if environ.get("REQUEST_METHOD") == "GET" and _asks_for_wsdl(environ):
                 return _respond(start_response, "200 OK", self._wsdl, "text/xml; charset=utf-8")
+            if environ.get("REQUEST_METHOD") == "POST" and _anonymous(environ):
+                return _challenge(start_response)
             return self._soap(environ, start_response)
         if path == "/healthz":
             return _respond(start_response, "200 OK", b"ok\n", "text/plain")
         return _respond(start_response, "404 Not Found", b"not found: the SOAP endpoint is /soap\n", "text/plain")
+
+
+def _anonymous(environ) -> bool:
+    """No HTTP credentials and no UsernameToken in the body (which is read and put back)."""
+    if environ.get("HTTP_AUTHORIZATION"):
+        return False
+    try:
+        length = int(environ.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        return False  # let spyne answer the malformed request
+    body = environ["wsgi.input"].read(min(length, MAX_REQUEST_BYTES + 1)) if length else b""
+    environ["wsgi.input"] = io.BytesIO(body)
+    return b"UsernameToken" not in body
+
+
+def _challenge(start_response):
+    """401 with a Basic challenge (clients such as suds only send credentials when asked),
+    and the declared fault in the body for clients that read it."""
+    body = fault_envelope("AuthenticationFailed",
+                          "no credentials: send HTTP Basic authentication or a WS-Security UsernameToken")
+    start_response("401 Unauthorized", [
+        ("Content-Type", "text/xml; charset=utf-8"),
+        ("Content-Length", str(len(body))),
+        ("WWW-Authenticate", 'Basic realm="mlsfeeds", charset="UTF-8"'),
+    ])
+    return [body]
 
 
 def _asks_for_wsdl(environ) -> bool:

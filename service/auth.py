@@ -33,6 +33,7 @@ PASSWORD_DIGEST = (
     "http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-username-token-profile-1.0#PasswordDigest"
 )
 BAD_CREDENTIALS = "invalid username or password"
+_URLSAFE = str.maketrans("-_", "+/")
 
 
 @dataclass(frozen=True)
@@ -156,7 +157,8 @@ def from_basic(environ: dict) -> Credentials | None:
     if scheme.lower() != "basic" or not value:
         return None
     try:
-        decoded = base64.b64decode(value.strip(), validate=True).decode("utf-8")
+        # Some clients (suds) encode with the URL-safe alphabet; accept both.
+        decoded = base64.b64decode(value.strip().translate(_URLSAFE), validate=True).decode("utf-8")
     except (binascii.Error, UnicodeDecodeError):
         raise AuthenticationFailed("malformed HTTP Basic credentials") from None
     username, sep, password = decoded.partition(":")

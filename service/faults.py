@@ -14,13 +14,29 @@ from service import errors
 from service.types import NS
 
 
-def _init(self, faultstring: str = "") -> None:
-    name = type(self).__name__
-    # <detail><tns:Name><tns:Message>...</tns:Message></tns:Name></detail>: the element the
-    # WSDL declares for this fault, which typed clients map to their exception classes.
+class _Raised(Fault):
+    """What is raised at run time: the standard fault children and our detail, nothing else.
+
+    The declared classes below carry a ``Message`` field so the WSDL describes the detail
+    element; spyne would also write that field straight into ``soap:Fault`` (which WS-I
+    forbids), so the fault actually sent is this field-less twin with the same code and detail.
+    """
+
+    __namespace__ = NS
+
+
+def _raise_as(name: str):
+    def __new__(cls, faultstring: str = ""):
+        return _Raised(faultcode=f"Client.{name}", faultstring=faultstring, detail=detail_element(name, faultstring))
+
+    return __new__
+
+
+def detail_element(name: str, message: str):
+    """``<tns:Name><tns:Message>...</tns:Message></tns:Name>``: the element the WSDL declares."""
     detail = etree.Element(f"{{{NS}}}{name}", nsmap={"tns": NS})
-    etree.SubElement(detail, f"{{{NS}}}Message").text = faultstring
-    Fault.__init__(self, faultcode=f"Client.{name}", faultstring=faultstring, detail=detail)
+    etree.SubElement(detail, f"{{{NS}}}Message").text = message
+    return detail
 
 
 def _declared(name: str, doc: str) -> type[Fault]:
@@ -30,7 +46,7 @@ def _declared(name: str, doc: str) -> type[Fault]:
         "__namespace__": NS,
         "__module__": __name__,
         "_type_info": [("Message", Unicode(min_occurs=1, nillable=False))],
-        "__init__": _init,
+        "__new__": _raise_as(name),
     })
 
 
@@ -56,6 +72,17 @@ _SPYNE_VALIDATION = ("Client.ValidationError", "Client.SchemaValidationError")
 
 def to_fault(exc: errors.ServiceError) -> Fault:
     return _BY_ERROR[type(exc)](str(exc))
+
+
+def fault_envelope(name: str, message: str) -> bytes:
+    """A whole SOAP 1.1 envelope carrying one declared fault (for replies made outside spyne)."""
+    soap = "http://schemas.xmlsoap.org/soap/envelope/"
+    envelope = etree.Element(f"{{{soap}}}Envelope", nsmap={"soap11env": soap})
+    fault = etree.SubElement(etree.SubElement(envelope, f"{{{soap}}}Body"), f"{{{soap}}}Fault")
+    etree.SubElement(fault, "faultcode").text = f"soap11env:Client.{name}"
+    etree.SubElement(fault, "faultstring").text = message
+    etree.SubElement(fault, "detail").append(detail_element(name, message))
+    return etree.tostring(envelope, xml_declaration=True, encoding="UTF-8")
 
 
 def on_exception(ctx) -> None:

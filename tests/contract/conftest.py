@@ -7,6 +7,8 @@ endpoint override fails loudly instead of silently calling the address in the WS
 
 from __future__ import annotations
 
+from contextlib import ExitStack
+
 import pytest
 from sqlalchemy import select
 
@@ -23,10 +25,10 @@ FORBIDDEN = "b"  # a source alice may not read
 @pytest.fixture(scope="session")
 def deployment(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("contract")
-    with fresh_database("sqlite", tmp) as url:
+    with fresh_database("sqlite", tmp) as url, ExitStack() as stack:
         prepare_database(url)
-        with soap_service(service_env(url, PUBLIC_URL), log_path=tmp / "gunicorn.log") as base:
-            yield Deployment(base, url, PUBLIC_URL)
+        base = stack.enter_context(soap_service(service_env(url, PUBLIC_URL), log_path=tmp / "gunicorn.log"))
+        yield Deployment(base, url, PUBLIC_URL)
 
 
 @pytest.fixture(scope="session")

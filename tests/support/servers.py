@@ -27,9 +27,9 @@ def wait_for_http(url: str, process: subprocess.Popen | None = None, timeout: fl
         if process is not None and process.poll() is not None:
             raise RuntimeError(f"server exited with {process.returncode} before answering {url}")
         try:
-            if requests.get(url, timeout=1).status_code < 500:
+            if requests.get(url, timeout=5).status_code < 500:
                 return
-        except requests.ConnectionError:
+        except requests.RequestException:  # refused, or accepted before a worker can answer
             time.sleep(0.1)
     raise TimeoutError(f"{url} did not answer within {timeout} s")
 

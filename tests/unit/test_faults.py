@@ -13,7 +13,8 @@ ENVELOPE = (
 )
 
 
-def call(app, body=ENVELOPE, path="/soap", method="POST", query=""):
+def call(app, body=ENVELOPE, path="/soap", method="POST", query="", headers=None):
+    headers = {"HTTP_AUTHORIZATION": "Basic YTpi"} if headers is None else headers
     captured = {}
 
     def start_response(status, headers):
@@ -24,6 +25,7 @@ def call(app, body=ENVELOPE, path="/soap", method="POST", query=""):
         "CONTENT_TYPE": "text/xml; charset=utf-8", "CONTENT_LENGTH": str(len(body)),
         "wsgi.input": io.BytesIO(body), "SERVER_NAME": "evil.example.net", "SERVER_PORT": "80",
         "HTTP_HOST": "evil.example.net", "wsgi.url_scheme": "http", "HTTP_SOAPACTION": '"GetFeedStatus"',
+        **headers,
     }
     body = b"".join(app(environ, start_response))
     return captured["status"], body
@@ -55,3 +57,11 @@ def test_unknown_paths_are_404():
     settings = Settings(secret_key="s")
     soap, wsdl = build_soap_app(settings, broken_sessions)
     assert call(Dispatcher(soap, wsdl), b"", path="/admin", method="GET")[0].startswith("404")
+
+
+def test_a_call_without_any_credentials_is_challenged_with_the_declared_fault():
+    settings = Settings(secret_key="s")
+    soap, wsdl = build_soap_app(settings, broken_sessions)
+    status, body = call(Dispatcher(soap, wsdl), headers={})
+    assert status.startswith("401")
+    assert etree.fromstring(body).find(".//faultcode").text == "soap11env:Client.AuthenticationFailed"

@@ -1,0 +1,75 @@
+"""A small fake of our own Connector protocol, and helpers to run the balancer in tests."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import threading
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from core.db import make_engine, session_factory
+from core.models import Source
+from core.storage import LocalObjectStore
+from pipeline.balancer import Balancer, Policy
+from pipeline.connectors import FetchRequest, Payload, PayloadFile
+from pipeline.steps import Services
+
+FIELDS = {
+    "ListingKey": "key", "ListingId": "mls", "ListPrice": "price", "StandardStatus": "status",
+    "City": "city", "PostalCode": "zip", "StateOrProvince": "state", "BedroomsTotal": "beds",
+    "ModificationTimestamp": "modified", "Latitude": "lat", "Longitude": "lon",
+}
+VALUES = {"StandardStatus": {"A": "Active", "P": "Pending", "S": "Closed"}}
+
+
+def record(n: int, **changes) -> dict:
+    base = {"key": f"K{n:05d}", "mls": f"M{n}", "price": str(100_000 + n * 1000), "status": "A",
+            "city": "Naples", "zip": "34102", "state": "FL", "beds": str(n % 5 + 1),
+            "modified": "2026-11-29T12:00:00Z", "lat": None, "lon": None}
+    return {**base, **changes}
+
+
+@dataclass
+class FakeConnector:
+    """Serves per-source record lists as NDJSON; can fail on demand, and counts its calls."""
+
+    kind = "fake"
+    feeds: dict[str, list[dict]] = field(default_factory=dict)
+    failures: dict[str, list[Exception]] = field(default_factory=dict)
+    calls: Counter = field(default_factory=Counter)
+    delay: float = 0.0
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def fetch(self, request: FetchRequest) -> Payload:
+        with self.lock:
+            self.calls[request.source_id] += 1
+            pending = self.failures.get(request.source_id) or []
+            error = pending.pop(0) if pending else None
+        if error is not None:
+            raise error
+        if self.delay:
+            threading.Event().wait(self.delay)
+        path = request.workdir / "feed.ndjson"
+        with open(path, "w") as out:
+            for rec in self.feeds.get(request.source_id, []):
+                out.write(json.dumps(rec) + "\n")
+        return Payload([PayloadFile(path, path.stat().st_size, "ndjson")], state={"fetched": self.calls[request.source_id]})
+
+
+def add_source(session, sid: str, **download) -> None:
+    session.add(Source(
+        id=sid, name=sid, timezone="America/New_York", earliest_download=dt.time(0, 0),
+        download={"kind": "fake", **download},
+        parse={"format": "ndjson", "fields": FIELDS, "values": VALUES, "defaults": {}},
+        images={"strategy": "none"}, state={},
+    ))
+
+
+def make_balancer(database_url: str, store_root, connector: FakeConnector, *, worker: str | None = None,
+                  policy: Policy | None = None, environ=None, on_step: Callable = lambda *a: None) -> Balancer:
+    sessions = session_factory(make_engine(database_url, immediate=True))
+    services = Services(store=LocalObjectStore(store_root), environ=environ or {}, connectors={"fake": connector})
+    return Balancer(sessions, services, policy or Policy(lease_seconds=30, backoff_seconds=60), worker=worker,
+                    on_step=on_step)
