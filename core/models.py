@@ -262,3 +262,43 @@ class WsNonce(Base):
 
     nonce: Mapped[str] = mapped_column(String(128), primary_key=True)  # sha256(user, nonce)
     seen_at: Mapped[dt.datetime] = mapped_column(default=utcnow, index=True)
+
+
+class MigrationJob(Base):
+    """``mlsfeeds images migrate SRC DEST``: one archive move, resumable from its items."""
+
+    __tablename__ = "migration_jobs"
+    __table_args__ = (UniqueConstraint("source_url", "dest_url"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    source_url: Mapped[str] = mapped_column(String(512))
+    dest_url: Mapped[str] = mapped_column(String(512))
+    key_mapping: Mapped[str | None] = mapped_column(String(512))
+    status: Mapped[str] = mapped_column(String(16), default="listing")  # listing|copying|done
+    listed_complete: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+    finished_at: Mapped[dt.datetime | None]
+
+
+class MigrationItem(Base):
+    """One file of a migration: where it comes from, where it goes, and how far it got."""
+
+    __tablename__ = "migration_items"
+    __table_args__ = (
+        UniqueConstraint("job_id", "path_hash"),
+        Index(None, "job_id", "status", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    job_id: Mapped[int] = mapped_column(ForeignKey("migration_jobs.id", ondelete="CASCADE"))
+    path_hash: Mapped[str] = mapped_column(String(40))  # sha1 of source_path: indexable at any length
+    source_path: Mapped[str] = mapped_column(Text)
+    dest_key: Mapped[str] = mapped_column(Text)
+    size: Mapped[int | None] = mapped_column(BigId)
+    md5: Mapped[str | None] = mapped_column(String(32))
+    status: Mapped[str] = mapped_column(String(16), default="pending")  # pending|copied|skipped|failed
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    error: Mapped[str | None] = mapped_column(Text)
+    verified_at: Mapped[dt.datetime | None]
+    updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
