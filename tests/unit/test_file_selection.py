@@ -121,6 +121,15 @@ def test_incremental_pattern_takes_every_new_change_file_oldest_first():
     assert set(incremental.state["files"]) == {"full_1.txt", "incr_1.txt", "incr_2.txt"}
 
 
+def test_no_change_file_yet_is_not_modified_on_an_incremental_run():
+    spec = {"pattern": "full_*.txt", "incremental_pattern": "incr_*.txt"}
+    incremental = FileRules.from_spec(spec, T0)
+    selection = select_files([remote("full_1.txt")], incremental, {})
+    assert empty_payload(selection, incremental, "ftp://mls:21/").not_modified
+    with pytest.raises(FeedNotFound):
+        empty_payload(select_files([], FileRules.from_spec(spec), {}), FileRules.from_spec(spec), "ftp://mls:21/")
+
+
 def test_no_matching_file_is_feed_not_found_naming_pattern_and_directory():
     selection = select_files([remote("other.txt")], rules(), {})
     with pytest.raises(FeedNotFound, match=r"listings_\*\.txt in ftp://mls:21/out"):

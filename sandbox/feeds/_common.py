@@ -1,0 +1,83 @@
+"""Small helpers the simulated servers share: atomic files, local times, a self-signed certificate."""
+
+from __future__ import annotations
+
+import datetime as dt
+import ipaddress
+import os
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import BinaryIO
+from zoneinfo import ZoneInfo
+
+
+@contextmanager
+def atomic_file(path: Path, mtime: dt.datetime | None = None) -> Iterator[BinaryIO]:
+    """A binary file written beside ``path`` and renamed over it when the block ends.
+
+    A server reading ``path`` meanwhile serves the old file whole, never half of the new one.
+    ``mtime`` sets the modification time (servers list it; connectors compare it).
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temp = tempfile.mkstemp(dir=path.parent, prefix=".part-", suffix=path.suffix)
+    try:
+        with os.fdopen(handle, "wb") as out:
+            yield out
+        if mtime is not None:
+            os.utime(temp, (mtime.timestamp(), mtime.timestamp()))
+        os.replace(temp, path)
+    except BaseException:
+        Path(temp).unlink(missing_ok=True)
+        raise
+
+
+def local_text(moment: dt.datetime, timezone: str, fmt: str) -> str:
+    """An aware time as a naive local time string, as many MLS exports write them."""
+    return moment.astimezone(ZoneInfo(timezone)).strftime(fmt)
+
+
+def from_local_text(text: str, timezone: str, fmt: str) -> dt.datetime:
+    """What a reader gets back from ``local_text``: the local time read as its first occurrence.
+
+    Naive local times lose the hour that repeats when clocks fall back; this is the time a
+    reader (fold=0) ends up with, in UTC.
+    """
+    naive = dt.datetime.strptime(text, fmt)
+    return naive.replace(tzinfo=ZoneInfo(timezone)).astimezone(dt.timezone.utc)
+
+
+def business_day(timezone: str) -> dt.date:
+    return dt.datetime.now(ZoneInfo(timezone)).date()
+
+
+def self_signed_certificate(directory: Path, host: str = "127.0.0.1") -> tuple[Path, Path]:
+    """A certificate for ``host`` (an IP address) and its key, as PEM files in ``directory``.
+
+    Returns (certificate, key). The certificate is its own CA: clients trust it by naming it.
+    """
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, host)])
+    now = dt.datetime.now(dt.timezone.utc)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name).issuer_name(name).public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(days=1)).not_valid_after(now + dt.timedelta(days=30))
+        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address(host))]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    directory.mkdir(parents=True, exist_ok=True)
+    cert_path, key_path = directory / "cert.pem", directory / "key.pem"
+    cert_path.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    ))
+    return cert_path, key_path

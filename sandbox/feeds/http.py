@@ -1,0 +1,292 @@
+"""An MLS with a JSON export behind HTTP, with ETag, Last-Modified and 304s.
+
+The dialect, as a web-era vendor writes it: one document ``{"generatedAt": ..., "listings":
+[...]}``, nested objects, lower-case status and type words, whole-dollar prices, numbers as
+JSON numbers, times in UTC with a ``Z``::
+
+    {"id": "482910375518", "mlsNumber": "DEN010000007", "status": "under_contract",
+     "type": "residential", "subType": "Condominium", "price": {"amount": 389000, "currency": "USD"},
+     "address": {"number": "1204", "street": "Palm Ct", "unit": null, "city": "Denver", ...},
+     "geo": {"lat": 39.7392, "lon": -104.9903}, "details": {"beds": 2, ...}, ...}
+
+Served at ``/listings.json`` (any file under ``root/http``) to a Bearer token (or HTTP Basic
+with ``auth="basic"``). ``running.details["faults"]`` makes the next answers fail on purpose.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import email.utils
+import hmac
+import json
+import os
+import shutil
+import threading
+from collections import deque
+from collections.abc import Callable, Iterable
+from decimal import Decimal
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote
+
+from sandbox.feeds import Running
+from sandbox.feeds._common import atomic_file
+from sandbox.listings import PHOTO_URL_TEMPLATE
+
+TIMEZONE = "America/Denver"
+DOCUMENT = "listings.json"
+
+STATUS_WORDS = {
+    "Active": "active", "Active Under Contract": "under_contract", "Pending": "pending", "Closed": "closed",
+    "Coming Soon": "coming_soon", "Withdrawn": "withdrawn", "Expired": "expired", "Canceled": "canceled",
+    "Hold": "hold",
+}
+TYPE_WORDS = {
+    "Residential": "residential", "Residential Lease": "lease", "Land": "land", "Commercial Sale": "commercial",
+    "Residential Income": "income", "Farm": "farm", "Manufactured In Park": "manufactured",
+}
+# RESO name -> dot path in a record
+FIELDS = {
+    "ListingKey": "id", "ListingId": "mlsNumber", "StandardStatus": "status", "PropertyType": "type",
+    "PropertySubType": "subType", "ListPrice": "price.amount", "StreetNumber": "address.number",
+    "StreetName": "address.street", "UnitNumber": "address.unit", "City": "address.city",
+    "StateOrProvince": "address.state", "PostalCode": "address.zip", "CountyOrParish": "address.county",
+    "Latitude": "geo.lat", "Longitude": "geo.lon", "BedroomsTotal": "details.beds",
+    "BathroomsTotalInteger": "details.baths", "LivingArea": "details.livingArea",
+    "LotSizeAcres": "details.lotAcres", "YearBuilt": "details.yearBuilt", "ListAgentFullName": "agent.name",
+    "ListOfficeName": "office.name", "PublicRemarks": "remarks", "PhotosCount": "photos.count",
+    "PhotosChangeTimestamp": "photos.updatedAt", "ModificationTimestamp": "updatedAt",
+}
+DECIMALS = {"ListPrice", "LivingArea", "LotSizeAcres"}
+TIMES = {"PhotosChangeTimestamp", "ModificationTimestamp"}
+
+
+class HttpFeed:
+    """The HTTP MLS. ``auth`` is "bearer" (``token``) or "basic" (``username``/``password``)."""
+
+    kind = "http"
+
+    def __init__(self, *, auth: str = "bearer", token: str = "http-token-3", username: str = "mlsapi",
+                 password: str = "http-secret-3"):
+        if auth not in ("bearer", "basic"):
+            raise ValueError(f"auth must be bearer or basic, not {auth!r}")
+        self.auth, self.token, self.username, self.password = auth, token, username, password
+
+    def publish(self, listings: Iterable[dict], root: Path, *, mtime: dt.datetime | None = None) -> Path:
+        """Rewrite ``root/http/listings.json``, one listing at a time (never all in memory)."""
+        path = Path(root) / "http" / DOCUMENT
+        generated = dt.datetime.now(dt.timezone.utc)
+        with atomic_file(path, mtime) as out:
+            out.write(f'{{"generatedAt": "{_utc(generated)}", "listings": ['.encode())
+            for n, listing in enumerate(listings):
+                out.write((",\n" if n else "\n").encode() + json.dumps(_record(listing)).encode())
+            out.write(b"\n]}\n")
+        return path
+
+    def start(self, root: Path) -> Running:
+        """A threading HTTP server on 127.0.0.1, a free port, serving ``root/http``."""
+        directory = Path(root) / "http"
+        directory.mkdir(parents=True, exist_ok=True)
+        faults = Faults()
+        handler = type("SandboxHTTPHandler", (_Handler,), {
+            "directory": directory, "faults": faults, "authorized": self._authorized,
+        })
+        server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        server.daemon_threads = True
+        thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
+                                  name="sandbox-http", daemon=True)
+        thread.start()
+        host, port = server.server_address[:2]
+        details = {"host": host, "port": port, "faults": faults, "token": self.token,
+                   "username": self.username, "password": self.password, "directory": directory}
+        return Running(f"http://{host}:{port}", _stopper(server, thread), details)
+
+    def _authorized(self, header: str | None) -> bool:
+        if self.auth == "bearer":
+            expected = f"Bearer {self.token}"
+        else:
+            expected = "Basic " + base64.b64encode(f"{self.username}:{self.password}".encode()).decode()
+        return header is not None and hmac.compare_digest(header.encode(), expected.encode())
+
+    def source(self, running: Running, source_id: str) -> dict:
+        """The ``[[source]]`` table for this feed."""
+        credentials = ({"token": self.token} if self.auth == "bearer"
+                       else {"username": self.username, "password": self.password})
+        return {
+            "id": source_id, "name": f"Sandbox HTTP MLS ({source_id})", "timezone": TIMEZONE,
+            "earliest_download": "01:45",
+            "download": {"kind": "http", "url": f"{running.url}/{DOCUMENT}", **credentials},
+            "parse": {"format": "json", "record_path": "listings"},
+            "fields": dict(FIELDS),
+            "values": {"StandardStatus": _inverse(STATUS_WORDS), "PropertyType": _inverse(TYPE_WORDS)},
+            "images": {"strategy": "url_template",
+                       "template": PHOTO_URL_TEMPLATE.replace("{SourceId}", source_id)},
+        }
+
+    def expected(self, listing: dict) -> dict:
+        """The RESO fields this dialect carries, as the pipeline must store them.
+
+        Decimal fields sent as JSON numbers are expected as ``Decimal(str(number))``.
+        """
+        record = _record(listing)
+        return {reso: _expected_value(reso, _at(record, path)) for reso, path in FIELDS.items()}
+
+
+class Faults:
+    """Answers to give instead of the real ones, to the next requests (for retry and error tests)."""
+
+    def __init__(self) -> None:
+        self._queue: deque[tuple[int, dict[str, str]]] = deque()
+        self._lock = threading.Lock()
+
+    def fail_next(self, status: int, *, times: int = 1, headers: dict[str, str] | None = None) -> None:
+        """Answer the next ``times`` requests with ``status`` (and ``headers``), before any auth."""
+        with self._lock:
+            self._queue.extend([(status, dict(headers or {}))] * times)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._queue.clear()
+
+    def take(self) -> tuple[int, dict[str, str]] | None:
+        with self._lock:
+            return self._queue.popleft() if self._queue else None
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    directory: Path
+    faults: Faults
+    authorized: Callable[[str | None], bool]
+
+    def do_GET(self) -> None:  # noqa: N802 (the stdlib's name)
+        fault = self.faults.take()
+        if fault:
+            return self._empty(*fault)
+        if not type(self).authorized(self.headers.get("Authorization")):
+            return self._empty(401, {"WWW-Authenticate": 'Bearer realm="mls", Basic realm="mls"'})
+        path = self._file()
+        if path is None:
+            return self._empty(404)
+        self._send_file(path)
+
+    def _file(self) -> Path | None:
+        relative = unquote(self.path.split("?", 1)[0]).lstrip("/")
+        path = (self.directory / relative).resolve()
+        inside = path.is_relative_to(self.directory.resolve())
+        return path if inside and path.is_file() else None
+
+    def _send_file(self, path: Path) -> None:
+        with open(path, "rb") as source:
+            info = os.fstat(source.fileno())
+            etag, modified = f'"{info.st_size:x}-{info.st_mtime_ns:x}"', int(info.st_mtime)
+            validators = {"ETag": etag, "Last-Modified": email.utils.formatdate(modified, usegmt=True)}
+            if self._not_modified(etag, modified):
+                return self._empty(304, validators)
+            self.send_response(200)
+            for name, value in {**validators, "Content-Type": _content_type(path),
+                                "Content-Length": str(info.st_size)}.items():
+                self.send_header(name, value)
+            self.end_headers()
+            shutil.copyfileobj(source, self.wfile, 1 << 16)
+
+    def _not_modified(self, etag: str, modified: int) -> bool:
+        if_none_match = self.headers.get("If-None-Match")
+        if if_none_match is not None:
+            tags = [t.strip().removeprefix("W/") for t in if_none_match.split(",")]
+            return etag in tags or "*" in tags
+        since = _http_date(self.headers.get("If-Modified-Since"))
+        return since is not None and modified <= since
+
+    def _empty(self, status: int, headers: dict[str, str] | None = None) -> None:
+        self.send_response(status)
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+        pass  # quiet: tests read the answers, not the access log
+
+
+def _record(listing: dict) -> dict:
+    get = listing.get
+    return {
+        "id": get("ListingKey"), "mlsNumber": get("ListingId"), "status": STATUS_WORDS[get("StandardStatus")],
+        "type": TYPE_WORDS[get("PropertyType")], "subType": get("PropertySubType"),
+        "price": {"amount": _whole(get("ListPrice")), "currency": "USD"},
+        "address": {"number": get("StreetNumber"), "street": get("StreetName"), "unit": get("UnitNumber"),
+                    "city": get("City"), "state": get("StateOrProvince"), "zip": get("PostalCode"),
+                    "county": get("CountyOrParish")},
+        "geo": {"lat": get("Latitude"), "lon": get("Longitude")},
+        "details": {"beds": get("BedroomsTotal"), "baths": get("BathroomsTotalInteger"),
+                    "livingArea": _whole(get("LivingArea")), "lotAcres": _float(get("LotSizeAcres")),
+                    "yearBuilt": get("YearBuilt")},
+        "agent": {"name": get("ListAgentFullName")}, "office": {"name": get("ListOfficeName")},
+        "remarks": get("PublicRemarks"),
+        "photos": {"count": get("PhotosCount"), "updatedAt": _utc(get("PhotosChangeTimestamp"))},
+        "updatedAt": _utc(get("ModificationTimestamp")),
+    }
+
+
+def _whole(value: Any) -> int | None:
+    return None if value is None else int(Decimal(value).quantize(Decimal(1)))
+
+
+def _float(value: Any) -> float | None:
+    return None if value is None else float(value)
+
+
+def _utc(moment: dt.datetime | None) -> str | None:
+    if moment is None:
+        return None
+    return moment.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _at(record: dict, path: str) -> Any:
+    for part in path.split("."):
+        record = record.get(part) if isinstance(record, dict) else None
+    return record
+
+
+def _expected_value(reso: str, value: Any) -> Any:
+    if value is None or value == "":
+        return None
+    if reso == "StandardStatus":
+        return _inverse(STATUS_WORDS)[value]
+    if reso == "PropertyType":
+        return _inverse(TYPE_WORDS)[value]
+    if reso in TIMES:
+        return dt.datetime.strptime(value, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=dt.timezone.utc)
+    return Decimal(str(value)) if reso in DECIMALS else value
+
+
+def _inverse(words: dict[str, str]) -> dict[str, str]:
+    return {word: name for name, word in words.items()}
+
+
+def _content_type(path: Path) -> str:
+    return {".json": "application/json", ".gz": "application/gzip"}.get(path.suffix, "application/octet-stream")
+
+
+def _http_date(value: str | None) -> int | None:
+    if not value:
+        return None
+    try:
+        return int(email.utils.parsedate_to_datetime(value).timestamp())
+    except (TypeError, ValueError):
+        return None
+
+
+def _stopper(server: ThreadingHTTPServer, thread: threading.Thread) -> Callable[[], None]:
+    def stop() -> None:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=10)
+
+    return stop
+
+
+FEED = HttpFeed()
