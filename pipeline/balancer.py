@@ -114,19 +114,23 @@ class Balancer:
                         self._release(session, run)
                         return f"{run.source_id}#{run.id} paused at {run.step} (stopping)"
                     if not self._do_step(session, run):
-                        return f"{run.source_id}#{run.id} {run.status} at {run.step}"
+                        break
+        with self.sessions() as session:
+            run = session.get(FeedRun, run_id)
+            return f"{run.source_id}#{run.id} {run.status} at {run.step}"
 
     def _do_step(self, session: Session, run: FeedRun) -> bool:
-        step = run.step
+        run_id, step = run.id, run.step  # read now: after a rollback they would need a new transaction
         try:
             summary = steps.run_step(session, run, self.services)
         except Exception as exc:  # the outermost loop: record what failed, classify, move on
             session.rollback()
-            self._failed(run.id, step, exc)
+            session.close()
+            self._failed(run_id, step, exc)
             return False
-        if not self._still_mine(session, run.id):
+        if not self._still_mine(session, run_id):
             session.rollback()
-            log.warning("run %s: lease lost during %s; another worker has it", run.id, step)
+            log.warning("run %s: lease lost during %s; another worker has it", run_id, step)
             return False
         run.step = steps.next_step(step)
         run.attempt = 0

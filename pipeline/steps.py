@@ -111,7 +111,8 @@ def parse(session: Session, run: FeedRun, source: Source, services: Services) ->
                     records.dump(mapper.map(record), out)
                 except RecordRejected as exc:
                     rejected += 1
-                    pending_rejects.append(_reject_row(run, position, str(exc), record))
+                    line = exc.line or position
+                    pending_rejects.append(_reject_row(run, line, str(exc), record))
                     if len(pending_rejects) >= REJECT_BATCH:
                         _flush_rejects(session, pending_rejects)
                 if parsed % 50_000 == 0:
@@ -127,16 +128,19 @@ def parse(session: Session, run: FeedRun, source: Source, services: Services) ->
 def _raw_records(run: FeedRun, source: Source, services: Services):
     position = 0
     for item in (run.raw_keys or {}).get("files", []):
-        parser = parser_for(item.get("format") or source.parse.get("format"))
+        fmt = item.get("format") or source.parse.get("format")
+        spec = {**source.parse, "format": fmt}  # a connector may imply the format of its files
         with open_payload(services.store, item["key"]) as stream:
-            for record in parser.records(stream, source.parse):
+            for record in parser_for(fmt).records(stream, spec):
                 position += 1
                 yield position, record
 
 
 def _reject_row(run: FeedRun, position: int, reason: str, record: dict) -> dict:
-    safe = {str(k): (v if isinstance(v, (str, int, float, bool, type(None))) else str(v)) for k, v in record.items()}
-    return {"run_id": run.id, "source_id": run.source_id, "position": position, "reason": reason[:2000], "record": safe}
+    from pipeline.mapping import json_safe
+
+    return {"run_id": run.id, "source_id": run.source_id, "position": position, "reason": reason[:2000],
+            "record": json_safe(record)}
 
 
 def _flush_rejects(session: Session, rows: list[dict]) -> None:

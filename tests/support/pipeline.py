@@ -13,6 +13,7 @@ from core.db import make_engine, session_factory
 from core.models import Source
 from core.storage import LocalObjectStore
 from pipeline.balancer import Balancer, Policy
+from pipeline.geocode.zipcentroid import ZipCentroidGeocoder
 from pipeline.connectors import FetchRequest, Payload, PayloadFile
 from pipeline.steps import Services
 
@@ -70,6 +71,7 @@ def add_source(session, sid: str, **download) -> None:
 def make_balancer(database_url: str, store_root, connector: FakeConnector, *, worker: str | None = None,
                   policy: Policy | None = None, environ=None, on_step: Callable = lambda *a: None) -> Balancer:
     sessions = session_factory(make_engine(database_url, immediate=True))
-    services = Services(store=LocalObjectStore(store_root), environ=environ or {}, connectors={"fake": connector})
+    services = Services(store=LocalObjectStore(store_root), geocoders=[ZipCentroidGeocoder()],
+                        environ=environ or {}, connectors={"fake": connector})
     return Balancer(sessions, services, policy or Policy(lease_seconds=30, backoff_seconds=60), worker=worker,
                     on_step=on_step)
