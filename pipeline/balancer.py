@@ -156,7 +156,8 @@ class Balancer:
             transient = getattr(exc, "transient", not isinstance(exc, PipelineError))
             if transient and run.attempt < self.policy.max_attempts:
                 run.status = "waiting"
-                run.next_attempt_at = now + self._backoff(run.attempt)
+                wait = max(self._backoff(run.attempt), dt.timedelta(seconds=getattr(exc, "retry_after", None) or 0))
+                run.next_attempt_at = now + wait
                 run.last_error = f"{step}: attempt {run.attempt} of {self.policy.max_attempts} failed: {message}"
             else:
                 run.status = "failed"

@@ -20,9 +20,16 @@ class PipelineError(Exception):
 
 
 class SourceUnavailable(PipelineError):
-    """The source could not be reached or asked us to come back later; worth retrying."""
+    """The source could not be reached or asked us to come back later; worth retrying.
+
+    ``retry_after`` (seconds), when the source said when to come back, stretches the backoff.
+    """
 
     transient = True
+
+    def __init__(self, message: str, *, retry_after: float | None = None):
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 class PermanentError(PipelineError):

@@ -80,7 +80,8 @@ def download(session: Session, run: FeedRun, source: Source, services: Services)
             FetchRequest(source.id, spec, Path(workdir), since, dict(source.state or {}), services.progress)
         )
         files = [_keep(services.store, _prefix(run, "raw"), f) for f in payload.files]
-    run.raw_keys = {"files": files, "not_modified": payload.not_modified, "state": payload.state}
+    run.raw_keys = {"files": files, "not_modified": payload.not_modified, "complete": payload.complete,
+                    "state": payload.state}
     run.bytes_downloaded = payload.size
     if payload.not_modified:
         return "the source has nothing new"
@@ -159,11 +160,12 @@ def load(session: Session, run: FeedRun, source: Source, services: Services) -> 
     with services.store.open(raw["parsed"]) as stream:
         counts = load_listings(session, source.id, records.load_all(stream), seen_at)
     run.rows_inserted, run.rows_updated, run.rows_unchanged = counts.inserted, counts.updated, counts.unchanged
-    if run.kind == "full":
+    snapshot = run.kind == "full" and raw.get("complete", True)
+    if snapshot:
         _refuse_empty_full_feed(session, source, counts, run)
         run.rows_removed = mark_removed(session, source.id, seen_at, seen_at)
     return (f"{counts.inserted:,} inserted, {counts.updated:,} updated, {counts.unchanged:,} unchanged"
-            + (f", {run.rows_removed:,} removed" if run.kind == "full" else ""))
+            + (f", {run.rows_removed:,} removed" if snapshot else " (not a whole snapshot: nothing removed)"))
 
 
 def _refuse_empty_full_feed(session: Session, source: Source, counts, run: FeedRun) -> None:

@@ -39,6 +39,9 @@ class Payload:
     files: list[PayloadFile]
     state: dict[str, Any] = field(default_factory=dict)  # to keep for the next run (ETag, seen files...)
     not_modified: bool = False           # the source says nothing changed since last time
+    # The files hold everything the source publishes. False when some were skipped as already
+    # fetched (only_new, 304s): then listings missing from the payload are not removed.
+    complete: bool = True
 
     @property
     def size(self) -> int:
@@ -49,6 +52,21 @@ class Connector(Protocol):
     kind: ClassVar[str]
 
     def fetch(self, request: FetchRequest) -> Payload: ...
+
+
+def retry_after_seconds(value: str | None) -> float | None:
+    """An HTTP Retry-After header (seconds, or an HTTP date) as seconds from now."""
+    if not value:
+        return None
+    if value.strip().isdigit():
+        return float(value.strip())
+    from email.utils import parsedate_to_datetime
+
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max((when - dt.datetime.now(dt.timezone.utc)).total_seconds(), 0.0)
 
 
 def connector_for(kind: str) -> Connector:

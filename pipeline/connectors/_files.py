@@ -108,6 +108,7 @@ class Selection:
     chosen: list[RemoteFile]   # to download, in order
     matched: list[RemoteFile]  # every listed file that matches a pattern
     state: dict[str, Any]      # to return in the payload once the chosen files are fetched
+    complete: bool = True      # nothing the rules would take was skipped as already fetched
 
 
 def select_files(listing: Iterable[RemoteFile], rules: FileRules, state: dict[str, Any]) -> Selection:
@@ -116,10 +117,13 @@ def select_files(listing: Iterable[RemoteFile], rules: FileRules, state: dict[st
     seen = _seen(state)
     ordered = sorted(matched, key=_order_key, reverse=rules.newest_first)
     if rules.newest_first:
-        chosen = [f for f in ordered[: rules.max_files] if _wanted(f, rules, seen)]
+        window = ordered[: rules.max_files]
+        chosen = [f for f in window if _wanted(f, rules, seen)]
+        complete = len(chosen) == len(window)
     else:
         chosen = [f for f in ordered if _wanted(f, rules, seen)][: rules.max_files]
-    return Selection(chosen, matched, _next_state(seen, rules, matched, chosen))
+        complete = len(chosen) == len(ordered)
+    return Selection(chosen, matched, _next_state(seen, rules, matched, chosen), complete)
 
 
 def empty_payload(selection: Selection, rules: FileRules, where: str) -> Payload:

@@ -103,7 +103,7 @@ class FtpConnector:
             if not selection.chosen:
                 return empty_payload(selection, rules, settings.where)
             files = [_download(ftp, remote, request) for remote in selection.chosen]
-        return Payload(files=files, state=selection.state)
+        return Payload(files=files, state=selection.state, complete=selection.complete)
 
 
 class _ReusingFTP_TLS(ftplib.FTP_TLS):

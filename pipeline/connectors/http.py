@@ -38,7 +38,7 @@ from urllib.parse import unquote, urlsplit
 import requests
 import urllib3
 
-from pipeline.connectors import FetchRequest, Payload, PayloadFile
+from pipeline.connectors import FetchRequest, Payload, PayloadFile, retry_after_seconds
 from pipeline.connectors import _spec
 from pipeline.connectors._files import local_path
 from pipeline.errors import (
@@ -101,7 +101,8 @@ class HttpConnector:
             ]
         files = [file for _, file, _ in results if file is not None]
         state = {"urls": {url: validators for url, _, validators in results}}
-        return Payload(files=files, state=state, not_modified=not files)
+        # Some URLs answering 304 leave a partial payload: not a snapshot to remove listings by.
+        return Payload(files=files, state=state, not_modified=not files, complete=len(files) == len(results))
 
     @contextmanager
     def _opened(self) -> Iterator[requests.Session]:
@@ -175,7 +176,8 @@ def _check_status(response: requests.Response, url: str) -> None:
         raise FeedNotFound(message)
     if code in TRANSIENT or code >= 500:
         retry_after = response.headers.get("Retry-After")
-        raise SourceUnavailable(message + (f" (Retry-After: {retry_after})" if retry_after else ""))
+        raise SourceUnavailable(message + (f" (Retry-After: {retry_after})" if retry_after else ""),
+                                retry_after=retry_after_seconds(retry_after))
     raise SourceConfigError(message)
 
 

@@ -108,7 +108,7 @@ class SftpConnector:
             if not selection.chosen:
                 return empty_payload(selection, rules, settings.where)
             files = [_download(sftp, settings, remote, request) for remote in selection.chosen]
-        return Payload(files=files, state=selection.state)
+        return Payload(files=files, state=selection.state, complete=selection.complete)
 
 
 @contextmanager

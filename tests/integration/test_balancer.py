@@ -220,3 +220,31 @@ def test_two_workers_share_the_runs_and_each_is_done_once(database_url, tmp_path
     with workers[0].sessions() as session:
         assert {r.status for r in session.scalars(select(FeedRun))} == {"succeeded"}
         assert session.scalar(select(func.count()).select_from(Listing)) == 8 * 25
+
+
+def test_a_partial_full_payload_removes_nothing(balancer, connector):
+    """A full run whose connector skipped files it had already fetched is not a snapshot."""
+    from pipeline.connectors import Payload
+
+    with_sources(balancer, "naples")
+    connector.feeds["naples"] = [record(n) for n in range(6)]
+    run_to_end(balancer, new_run(balancer, "naples"))
+    connector.feeds["naples"] = [record(1, price="5")]
+    original = connector.fetch
+
+    def partial(request):
+        payload = original(request)
+        return Payload(payload.files, payload.state, complete=False)
+
+    connector.fetch = partial
+    run = run_to_end(balancer, new_run(balancer, "naples"))
+    assert (run.status, run.rows_updated, run.rows_removed) == ("succeeded", 1, 0)
+    assert len(active_keys(balancer, "naples")) == 6
+
+
+def test_a_retry_after_longer_than_the_backoff_is_honoured(balancer, connector):
+    with_sources(balancer, "naples")
+    connector.failures["naples"] = [SourceUnavailable("HTTP 503", retry_after=7200)]
+    run = run_to_end(balancer, new_run(balancer, "naples"))
+    assert run.status == "waiting"
+    assert (run.next_attempt_at - run.started_at).total_seconds() >= 7200 - 5
