@@ -114,6 +114,9 @@ class FeedRun(Base):
     images_ready: Mapped[bool] = mapped_column(Boolean, default=False)
     images_ready_at: Mapped[dt.datetime | None]
     images_reset_at: Mapped[dt.datetime | None]
+    images_attempt: Mapped[int] = mapped_column(Integer, default=0)
+    images_next_attempt_at: Mapped[dt.datetime | None]
+    images_error: Mapped[str | None] = mapped_column(Text)
 
     source: Mapped[Source] = relationship(back_populates="runs")
 
@@ -172,6 +175,8 @@ class Listing(Base):
     list_office_name: Mapped[str | None] = mapped_column(String(128))
     photos_count: Mapped[int] = mapped_column(Integer, default=0)
     photos_change_timestamp: Mapped[dt.datetime | None]
+    # The PhotosChangeTimestamp its photos were last fetched for: equal means nothing to fetch.
+    photos_synced_at: Mapped[dt.datetime | None]
     modification_timestamp: Mapped[dt.datetime | None]
     first_seen: Mapped[dt.datetime] = mapped_column(default=utcnow)
     last_seen: Mapped[dt.datetime] = mapped_column(default=utcnow)

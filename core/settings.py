@@ -36,6 +36,9 @@ class Settings:
     lease_seconds: int = 300
     max_attempts: int = 5
     retry_backoff_seconds: int = 60
+    photo_grace_days: int = 7
+    photo_threads: int = 8
+    photo_url_ttl: int = 3600
     environ: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
 
     @property
@@ -67,6 +70,9 @@ class Settings:
             lease_seconds=_positive_int(env, "MLSFEEDS_LEASE_SECONDS") or 300,
             max_attempts=_positive_int(env, "MLSFEEDS_MAX_ATTEMPTS") or 5,
             retry_backoff_seconds=_positive_int(env, "MLSFEEDS_RETRY_BACKOFF_SECONDS") or 60,
+            photo_grace_days=_non_negative_int(env, "MLSFEEDS_PHOTO_GRACE_DAYS", 7),
+            photo_threads=_positive_int(env, "MLSFEEDS_PHOTO_THREADS") or 8,
+            photo_url_ttl=_positive_int(env, "MLSFEEDS_PHOTO_URL_TTL") or 3600,
             environ=env,
         )
 
@@ -89,6 +95,15 @@ def _positive_int(env: Mapping[str, str], name: str) -> int | None:
     if value <= 0:
         raise ConfigError(f"{name} must be positive, got {raw!r}")
     return value
+
+
+def _non_negative_int(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = env.get(name)
+    if raw in (None, ""):
+        return default
+    if not raw.isdigit():
+        raise ConfigError(f"{name} must be a whole number of at least 0, got {raw!r}")
+    return int(raw)
 
 
 def _url(env: Mapping[str, str], name: str) -> str | None:

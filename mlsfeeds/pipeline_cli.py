@@ -27,10 +27,12 @@ def add_commands(commands, positive) -> None:
     listing = sources.add_parser("list", help="the sources and their schedules")
     listing.set_defaults(run=sources_list)
 
-    tick = commands.add_parser("tick", help="one balancer pass: start due runs, advance claimable ones (for cron)")
+    tick = commands.add_parser("tick", help="one pass: start due runs, advance claimable ones, then photos (for cron)")
+    _job_flags(tick)
     tick.set_defaults(run=run_tick)
     worker = commands.add_parser("worker", help="tick every --interval seconds until SIGTERM/SIGINT")
     worker.add_argument("--interval", type=positive, default=60, metavar="SECONDS", help="default 60")
+    _job_flags(worker)
     worker.set_defaults(run=run_worker)
 
     run = commands.add_parser("run", help="run one source now, whatever the clock, printing each step")
@@ -38,11 +40,18 @@ def add_commands(commands, positive) -> None:
     run.add_argument("--full", action="store_true", help="a full pull (default: incremental after a first success)")
     run.add_argument("--from-step", choices=["download", "parse", "load", "geocode"],
                      help="start here, reusing the latest run's payload")
+    run.add_argument("--no-images", action="store_true", help="skip the photo job after the data steps")
     run.set_defaults(run=run_source)
 
     status = commands.add_parser("status", help="every source and its latest run")
     status.add_argument("--json", action="store_true", help="machine-readable output")
     status.set_defaults(run=show_status)
+
+
+def _job_flags(parser) -> None:
+    jobs = parser.add_mutually_exclusive_group()
+    jobs.add_argument("--images", action="store_true", help="only the image job (photo machines)")
+    jobs.add_argument("--no-images", action="store_true", help="only the data steps")
 
 
 def _sessions(settings: Settings):
@@ -75,19 +84,29 @@ def _printer(run: FeedRun, step: str, summary: str) -> None:
     print(f"  {run.source_id}#{run.id} {step:<9} {summary}", flush=True)
 
 
-def run_tick(args, settings: Settings) -> int:
-    from mlsfeeds.wiring import build_balancer
+def _photo_printer(run: FeedRun, message: str) -> None:
+    print(f"  {run.source_id}#{run.id} photos    {message}", flush=True)
 
-    report = build_balancer(settings, on_step=_printer).tick()
-    for created in report.created:
-        print(f"started {created}")
-    for line in report.advanced:
-        print(line)
+
+def _one_pass(args, balancer, images, should_stop=lambda: False) -> None:
+    if not args.images:
+        report = balancer.tick()
+        for created in report.created:
+            print(f"started {created}", flush=True)
+    if not args.no_images:
+        images.run_pending(should_stop)
+
+
+def run_tick(args, settings: Settings) -> int:
+    from mlsfeeds.wiring import build_balancer, build_image_job
+
+    balancer = build_balancer(settings, on_step=_printer)
+    _one_pass(args, balancer, build_image_job(settings, balancer.worker, _photo_printer))
     return 0
 
 
 def run_worker(args, settings: Settings) -> int:
-    from mlsfeeds.wiring import build_balancer
+    from mlsfeeds.wiring import build_balancer, build_image_job
 
     stop = threading.Event()
 
@@ -98,18 +117,18 @@ def run_worker(args, settings: Settings) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     balancer = build_balancer(settings, should_stop=stop.is_set, on_step=_printer)
-    print(f"worker {balancer.worker}: ticking every {args.interval} s", flush=True)
+    images = build_image_job(settings, balancer.worker, _photo_printer)
+    jobs = "photos only" if args.images else "data only" if args.no_images else "data and photos"
+    print(f"worker {balancer.worker}: {jobs}, ticking every {args.interval} s", flush=True)
     while not stop.is_set():
-        report = balancer.tick()
-        for created in report.created:
-            print(f"started {created}", flush=True)
+        _one_pass(args, balancer, images, stop.is_set)
         stop.wait(args.interval)
     print("worker stopped", flush=True)
     return 0
 
 
 def run_source(args, settings: Settings) -> int:
-    from mlsfeeds.wiring import build_balancer
+    from mlsfeeds.wiring import build_balancer, build_image_job
 
     balancer = build_balancer(settings, on_step=_printer, progress=lambda m: print(f"    {m}", flush=True))
     with balancer.sessions() as session:
@@ -120,9 +139,15 @@ def run_source(args, settings: Settings) -> int:
     if balancer.claim(run_id) is None:
         raise CommandFailed(f"run {run_id} is queued but cannot start now: another run of {args.source} is in flight")
     balancer.advance(run_id)
+    if not args.no_images:
+        images = build_image_job(settings, balancer.worker, _photo_printer)
+        if images.claim(run_id) is not None:
+            images.process(run_id)
     with balancer.sessions() as session:
         run = session.get(FeedRun, run_id)
         print(f"{run.source_id}#{run.id}: {run.status}" + (f" — {run.last_error}" if run.last_error else ""))
+        if run.images_error:
+            print(f"{run.source_id}#{run.id}: {run.images_error}")
         return 0 if run.status == "succeeded" else 1
 
 

@@ -29,6 +29,19 @@ def build_services(settings: Settings, progress: Callable[[str], None] = lambda 
     )
 
 
+def build_image_job(settings: Settings, worker: str, on_done=lambda run, message: None):
+    import datetime as dt
+
+    from pipeline.images.job import ImageJob, ImagePolicy
+
+    sessions = session_factory(make_engine(settings.database_url, immediate=True))
+    policy = ImagePolicy(lease_seconds=max(settings.lease_seconds, 300), max_attempts=settings.max_attempts,
+                         backoff_seconds=settings.retry_backoff_seconds * 5, threads=settings.photo_threads,
+                         grace=dt.timedelta(days=settings.photo_grace_days))
+    store = open_store(settings.storage_url, settings.s3_endpoint_url)
+    return ImageJob(sessions, store, settings.environ, worker, policy, on_done=on_done)
+
+
 def build_balancer(settings: Settings, *, should_stop=lambda: False, on_step=lambda run, step, summary: None,
                    progress: Callable[[str], None] = lambda m: None) -> Balancer:
     # SQLite has one writer: every worker transaction takes the write lock up front.

@@ -96,11 +96,12 @@ def build_soap_app(settings: Settings, sessions: sessionmaker[Session], photo_ur
 
 
 class Dispatcher:
-    """Routes /soap (POST: SOAP, GET ?wsdl: the prebuilt WSDL) and /healthz."""
+    """Routes /soap (POST: SOAP, GET ?wsdl: the prebuilt WSDL), /photos/ (local store) and /healthz."""
 
-    def __init__(self, soap: WsgiApplication, wsdl: bytes):
+    def __init__(self, soap: WsgiApplication, wsdl: bytes, photo_files=None):
         self._soap = soap
         self._wsdl = wsdl
+        self._photo_files = photo_files
 
     def __call__(self, environ, start_response):
         path = environ.get("PATH_INFO") or "/"
@@ -110,6 +111,8 @@ class Dispatcher:
             if environ.get("REQUEST_METHOD") == "POST" and _anonymous(environ):
                 return _challenge(start_response)
             return self._soap(environ, start_response)
+        if self._photo_files is not None and path.startswith("/photos/"):
+            return self._photo_files(environ, start_response)
         if path == "/healthz":
             return _respond(start_response, "200 OK", b"ok\n", "text/plain")
         return _respond(start_response, "404 Not Found", b"not found: the SOAP endpoint is /soap\n", "text/plain")
@@ -157,5 +160,21 @@ def create_app(settings: Settings | None = None) -> Dispatcher:
     logging.basicConfig(level=settings.log_level)
     logging.getLogger("spyne").setLevel(logging.WARNING)
     sessions = session_factory(make_engine(settings.database_url))
-    soap, wsdl = build_soap_app(settings, sessions)
-    return Dispatcher(soap, wsdl)
+    photo_urls, photo_files = photo_links(settings)
+    soap, wsdl = build_soap_app(settings, sessions, photo_urls)
+    return Dispatcher(soap, wsdl, photo_files)
+
+
+def photo_links(settings: Settings):
+    """Stored photos' URLs: under the public photo base URL when set; else presigned by S3;
+    else signed links to /photos/ that this service answers from the local folder."""
+    from core.storage import LocalObjectStore, open_store
+    from service.photos import PhotoFiles, SignedPhotoLinks
+
+    if settings.photo_base_url:
+        return PhotoUrls(settings.photo_base_url), None
+    store = open_store(settings.storage_url, settings.s3_endpoint_url)
+    if isinstance(store, LocalObjectStore):
+        links = SignedPhotoLinks(settings.secret_key, settings.public_url, settings.photo_url_ttl)
+        return PhotoUrls(presign=links.url), PhotoFiles(store, links)
+    return PhotoUrls(presign=lambda key: store.presigned_url(key, settings.photo_url_ttl)), None

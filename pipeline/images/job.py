@@ -1,0 +1,297 @@
+"""The image job: claims runs whose images-ready flag is set, runs the source's strategy over
+the listings the run touched, records counts, and resets the flag.
+
+For every listing: photos are fetched only when its PhotosChangeTimestamp moved (when the
+source says so); each fetched image is sniffed and measured, a corrupt one is rejected and
+counted; an image whose content hash is unchanged is not uploaded again; a replaced or
+dropped photo's old object is deleted. Photos of listings removed from their feed are deleted
+after a grace period. A failed photo never fails the listing data; a failing source makes the
+job retry with backoff, like any step.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import logging
+import threading
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from itertools import islice
+
+from sqlalchemy import delete, or_, select, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from core.models import FeedRun, Listing, Media, Source
+from core.storage import ObjectStore
+from pipeline import records
+from pipeline.balancer import describe
+from pipeline.clock import db_now
+from pipeline.errors import PipelineError
+from pipeline.images import ListingPhotos, Photo, strategy_for
+from pipeline.images.sniff import ImageInfo, NotAnImage, sniff
+from pipeline.spec import resolve_secrets
+
+log = logging.getLogger(__name__)
+BATCH = 200
+
+
+@dataclass
+class PhotoCounts:
+    fetched: int = 0
+    stored: int = 0
+    unchanged: int = 0
+    removed: int = 0
+    failed: int = 0
+    bytes: int = 0
+    failures: list[str] = field(default_factory=list)
+
+    def failed_because(self, reason: str) -> None:
+        self.failed += 1
+        if len(self.failures) < 20:
+            self.failures.append(reason)
+
+
+@dataclass
+class Prepared:
+    """A photo after the worker thread is done with it: sniffed, hashed, uploaded if new."""
+
+    photo: Photo
+    info: ImageInfo | None = None
+    digest: str | None = None
+    uploaded_key: str | None = None
+    corrupt: bool = False
+
+
+@dataclass
+class ImagePolicy:
+    lease_seconds: int = 900
+    max_attempts: int = 5
+    backoff_seconds: int = 300
+    threads: int = 8
+    grace: dt.timedelta = dt.timedelta(days=7)
+
+
+class ImageJob:
+    def __init__(self, sessions: sessionmaker[Session], store: ObjectStore, environ, worker: str,
+                 policy: ImagePolicy | None = None, on_done=lambda run, message: None):
+        self.sessions = sessions
+        self.store = store
+        self.environ = environ
+        self.worker = worker
+        self.policy = policy or ImagePolicy()
+        self.on_done = on_done
+
+    def run_pending(self, should_stop=lambda: False) -> list[str]:
+        done = []
+        while not should_stop() and (run_id := self.claim()) is not None:
+            done.append(self.process(run_id))
+        return done
+
+    # -- claiming ----------------------------------------------------------------------------------
+
+    def claim(self, run_id: int | None = None) -> int | None:
+        with self.sessions() as session:
+            now = db_now(session)
+            conditions = [
+                FeedRun.images_ready.is_(True),
+                or_(FeedRun.lease_expires_at.is_(None), FeedRun.lease_expires_at < now),
+                or_(FeedRun.images_next_attempt_at.is_(None), FeedRun.images_next_attempt_at <= now),
+            ]
+            if run_id is not None:
+                conditions.append(FeedRun.id == run_id)
+            candidate = session.scalar(select(FeedRun.id).where(*conditions).order_by(FeedRun.id).limit(1)
+                                       .with_for_update(skip_locked=True))
+            if candidate is None:
+                return None
+            taken = session.execute(
+                update(FeedRun).where(FeedRun.id == candidate,
+                                      or_(FeedRun.lease_expires_at.is_(None), FeedRun.lease_expires_at < now))
+                .values(lease_owner=self.worker, lease_expires_at=now + dt.timedelta(seconds=self.policy.lease_seconds))
+            ).rowcount
+            session.commit()
+            return candidate if taken == 1 else None
+
+    # -- processing --------------------------------------------------------------------------------
+
+    def process(self, run_id: int) -> str:
+        with self.sessions() as session:
+            run = session.get(FeedRun, run_id)
+            source = session.get(Source, run.source_id)
+            images = resolve_secrets(source.images or {}, self.environ, f"source {source.id!r}")
+            run_started, parsed_key, source_id = run.started_at, (run.raw_keys or {}).get("parsed"), source.id
+        try:
+            counts = self._photos(source_id, images, run_started, parsed_key)
+        except Exception as exc:  # the outermost loop of the job: record, classify, retry later
+            return self._failed(run_id, exc)
+        return self._succeeded(run_id, counts)
+
+    def _photos(self, source_id: str, images: dict, run_started, parsed_key: str | None) -> PhotoCounts:
+        counts = PhotoCounts()
+        name = images.get("strategy", "none")
+        if name != "none" and parsed_key:
+            strategy = strategy_for(name)
+            for batch in _batches(self._wanted(source_id, run_started, parsed_key), BATCH):
+                self._batch(strategy, images, batch, counts)
+        counts.removed += self._expire_removed(source_id)
+        return counts
+
+    def _wanted(self, source_id: str, run_started, parsed_key: str) -> Iterator[ListingPhotos]:
+        """Listings of the run whose photos may have changed, with their mapped records."""
+        with self.store.open(parsed_key) as stream:
+            for chunk in _batches(records.load_all(stream), 500):
+                rows = self._rows(source_id, [r["ListingKey"] for r in chunk])
+                for record in chunk:
+                    row = rows.get(record["ListingKey"])
+                    if row is None or row.removed_at is not None:
+                        continue
+                    if row.photos_change_timestamp is not None and row.photos_change_timestamp == row.photos_synced_at:
+                        continue  # the source says its photos did not change since we fetched them
+                    yield ListingPhotos(row.id, source_id, row.listing_key, row.listing_id,
+                                        row.photos_count or 0, record)
+
+    def _rows(self, source_id: str, keys: list[str]) -> dict[str, Listing]:
+        with self.sessions() as session:
+            return {r.listing_key: r for r in session.scalars(
+                select(Listing).where(Listing.source_id == source_id, Listing.listing_key.in_(keys)))}
+
+    def _batch(self, strategy, images: dict, batch: list[ListingPhotos], counts: PhotoCounts) -> None:
+        local = threading.local()
+        with ExitStack() as stack, ThreadPoolExecutor(self.policy.threads) as pool:
+            lock = threading.Lock()
+
+            def fetch(listing: ListingPhotos) -> tuple[ListingPhotos, list[Photo]]:
+                if not hasattr(local, "source"):
+                    with lock:  # each thread opens its own connections, closed with the batch
+                        local.source = stack.enter_context(strategy.open(images, self.environ))
+                return listing, self._prepared(local.source.photos(listing), listing, strategy.stores)
+
+            for listing, photos in pool.map(fetch, batch):
+                self._apply(listing, photos, strategy.stores, counts)
+
+    def _prepared(self, photos: list[Photo], listing: ListingPhotos, stores: bool) -> list[Prepared]:
+        """Sniff, measure, hash and upload (when changed), in the worker thread."""
+        existing = self._existing_hashes(listing.id) if stores else {}
+        return [self._prepare_one(photo, listing, existing) for photo in photos]
+
+    def _prepare_one(self, photo: Photo, listing: ListingPhotos, existing: dict[int, str]) -> Prepared:
+        if photo.data is None:
+            return Prepared(photo)
+        try:
+            info = sniff(photo.data)
+        except NotAnImage as exc:
+            # What the source serves is broken: counted, and not fetched again until it changes.
+            return Prepared(Photo(photo.order, error=f"{listing.listing_key} #{photo.order}: {exc}"), corrupt=True)
+        digest = hashlib.sha256(photo.data).hexdigest()
+        if existing.get(photo.order) == digest:
+            return Prepared(photo, info, digest)
+        key = photo_key(listing, photo.order, digest, info.extension)
+        self.store.put_bytes(key, photo.data, info.content_type)
+        return Prepared(photo, info, digest, key)
+
+    def _existing_hashes(self, listing_id: int) -> dict[int, str]:
+        with self.sessions() as session:
+            return dict(session.execute(select(Media.order, Media.content_hash).where(Media.listing_id == listing_id)).all())
+
+    def _apply(self, listing: ListingPhotos, photos: list[Prepared], stores: bool, counts: PhotoCounts) -> None:
+        """Bring the listing's media rows in step with its photos; delete objects no longer used."""
+        obsolete: list[str] = []
+        with self.sessions() as session:
+            current = {m.order: m for m in session.scalars(select(Media).where(Media.listing_id == listing.id))}
+            for prepared in photos:
+                self._apply_one(session, listing, prepared, current.pop(prepared.photo.order, None), counts, obsolete)
+            for leftover in current.values():
+                if leftover.storage_key:
+                    obsolete.append(leftover.storage_key)
+                session.delete(leftover)
+            if not any(p.photo.error and not p.corrupt for p in photos):  # a fetch may succeed next time
+                session.execute(update(Listing).where(Listing.id == listing.id)
+                                .values(photos_synced_at=Listing.photos_change_timestamp))
+            session.commit()
+        counts.removed += self.store.delete(obsolete) if obsolete else 0
+
+    def _apply_one(self, session, listing, prepared: Prepared, row: Media | None, counts, obsolete) -> None:
+        photo = prepared.photo
+        if photo.error:
+            counts.failed_because(photo.error)
+            return  # a photo we had stays rather than being lost to a failed fetch
+        if photo.url is not None:
+            values = dict(url=photo.url, storage_key=None, content_hash=None, content_type=None,
+                          bytes=None, width=None, height=None)
+        else:
+            counts.fetched += 1
+            if prepared.uploaded_key is None and row is not None:
+                counts.unchanged += 1
+                return
+            counts.stored += 1
+            counts.bytes += len(photo.data)
+            if row is not None and row.storage_key and row.storage_key != prepared.uploaded_key:
+                obsolete.append(row.storage_key)
+            info = prepared.info
+            values = dict(url=None, storage_key=prepared.uploaded_key, content_hash=prepared.digest,
+                          content_type=info.content_type, bytes=len(photo.data), width=info.width, height=info.height)
+        values.update(media_key=photo.media_key, caption=photo.caption, modification_timestamp=photo.modified)
+        if row is None:
+            session.add(Media(listing_id=listing.id, order=photo.order, **values))
+        else:
+            for name, value in values.items():
+                setattr(row, name, value)
+
+    def _expire_removed(self, source_id: str) -> int:
+        """Photos of listings removed longer ago than the grace period: objects and rows go."""
+        with self.sessions() as session:
+            cutoff = db_now(session) - self.policy.grace
+            expired = select(Listing.id).where(Listing.source_id == source_id, Listing.removed_at < cutoff)
+            keys = list(session.scalars(select(Media.storage_key).where(Media.listing_id.in_(expired),
+                                                                      Media.storage_key.is_not(None))))
+            session.execute(delete(Media).where(Media.listing_id.in_(expired)))
+            session.commit()
+        return self.store.delete(keys) if keys else 0
+
+    # -- outcomes ----------------------------------------------------------------------------------
+
+    def _succeeded(self, run_id: int, counts: PhotoCounts) -> str:
+        with self.sessions() as session:
+            run = session.get(FeedRun, run_id)
+            now = db_now(session)
+            run.photos_fetched, run.photos_stored, run.photos_unchanged = counts.fetched, counts.stored, counts.unchanged
+            run.photos_removed, run.photos_failed, run.photo_bytes = counts.removed, counts.failed, counts.bytes
+            run.images_ready, run.images_reset_at, run.images_attempt = False, now, 0
+            run.images_next_attempt_at = None
+            run.images_error = "; ".join(counts.failures[:5]) or None
+            run.lease_owner = run.lease_expires_at = None
+            session.commit()
+            message = (f"{counts.stored} stored, {counts.unchanged} unchanged, {counts.removed} removed, "
+                       f"{counts.failed} failed")
+            self.on_done(run, message)
+            return f"{run.source_id}#{run.id} photos: {message}"
+
+    def _failed(self, run_id: int, exc: Exception) -> str:
+        with self.sessions() as session:
+            run = session.get(FeedRun, run_id)
+            now = db_now(session)
+            run.images_attempt += 1
+            transient = getattr(exc, "transient", not isinstance(exc, PipelineError))
+            if transient and run.images_attempt < self.policy.max_attempts:
+                wait = self.policy.backoff_seconds * 2 ** (run.images_attempt - 1)
+                run.images_next_attempt_at = now + dt.timedelta(seconds=wait)
+                run.images_error = f"photos: attempt {run.images_attempt} failed: {describe(exc)}"
+            else:
+                run.images_ready, run.images_reset_at = False, now  # given up: the flag comes down
+                run.images_error = f"photos failed: {describe(exc)}"
+            run.lease_owner = run.lease_expires_at = None
+            session.commit()
+            self.on_done(run, run.images_error)
+            return f"{run.source_id}#{run.id} {run.images_error}"
+
+
+def photo_key(listing: ListingPhotos, order: int, digest: str, extension: str) -> str:
+    return f"photos/{listing.source_id}/{listing.listing_key}/{order}-{digest[:8]}.{extension}"
+
+
+def _batches(items, size: int):
+    iterator = iter(items)
+    while batch := list(islice(iterator, size)):
+        yield batch
