@@ -112,6 +112,8 @@ def _add_sandbox(commands) -> None:
     mutate.add_argument("--add", type=int, default=0, metavar="N", help="new listings per source")
     mutate.add_argument("--change", type=int, default=0, metavar="N", help="listings per source with a new price")
     mutate.add_argument("--remove", type=int, default=0, metavar="N", help="listings per source dropped from the feed")
+    mutate.add_argument("--change-photos", type=int, default=0, metavar="N",
+                        help="listings per source whose photos get new bytes (and a new PhotosChangeTimestamp)")
     mutate.set_defaults(run=_sandbox_mutate)
 
 
@@ -164,9 +166,10 @@ def _sandbox_mutate(args, settings: Settings) -> int:
         world = World.open(args.dir)
     except FileNotFoundError as exc:
         raise UsageError(str(exc)) from None
-    report = world.mutate(args.add, args.change, args.remove)
+    report = world.mutate(args.add, args.change, args.remove, args.change_photos)
     for sid, changes in sorted(report.items()):
-        print(f"{sid}: +{len(changes['added'])} ~{len(changes['changed'])} -{len(changes['removed'])}")
+        print(f"{sid}: +{len(changes['added'])} ~{len(changes['changed'])} -{len(changes['removed'])} "
+              f"photos changed: {len(changes['photos'])}")
     return 0
 
 

@@ -69,8 +69,9 @@ class World:
         }
         _write_json(self.root / "expected.json", expected)
 
-    def mutate(self, add: int = 0, change: int = 0, remove: int = 0) -> dict[str, dict[str, list[str]]]:
-        """Change every source's data; returns {source: {added, changed, removed: [keys]}}."""
+    def mutate(self, add: int = 0, change: int = 0, remove: int = 0,
+               change_photos: int = 0) -> dict[str, dict[str, list[str]]]:
+        """Change every source's data; returns {source: {added, changed, removed, photos: [keys]}}."""
         self.state["generation"] += 1
         generation, seed = self.state["generation"], self.state["seed"]
         rng = random.Random(seed * 1000 + generation)
@@ -78,6 +79,7 @@ class World:
         report = {}
         for n, (sid, entry) in enumerate(sorted(self.state["sources"].items())):
             report[sid] = _mutate_source(entry, sid, rng, now, add, change, remove, seed * 100 + 50 + generation * 10 + n)
+            report[sid]["photos"] = _change_photos(entry["listings"], rng, now, change_photos)
         self.publish()
         return report
 
@@ -97,6 +99,17 @@ def _mutate_source(entry, sid, rng, now, add, change, remove, new_seed) -> dict[
     listings.extend(added)
     return {"added": [r["ListingKey"] for r in added], "changed": [r["ListingKey"] for r in changed],
             "removed": sorted(gone)}
+
+
+def _change_photos(listings: list[dict], rng: random.Random, now: dt.datetime, count: int) -> list[str]:
+    """New photo bytes for ``count`` listings that have photos: a new version and change time."""
+    with_photos = [r for r in listings if r.get("PhotosCount")]
+    chosen = rng.sample(with_photos, min(count, len(with_photos)))
+    for record in chosen:
+        record["PhotoVersion"] = record.get("PhotoVersion", 0) + 1
+        record["PhotosChangeTimestamp"] = now
+        record["ModificationTimestamp"] = now
+    return sorted(r["ListingKey"] for r in chosen)
 
 
 def start_servers(world: World) -> tuple[list, str]:
