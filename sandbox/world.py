@@ -81,7 +81,16 @@ class World:
             report[sid] = _mutate_source(entry, sid, rng, now, add, change, remove, seed * 100 + 50 + generation * 10 + n)
             report[sid]["photos"] = _change_photos(entry["listings"], rng, now, change_photos)
         self.publish()
+        self._publish_changes(report, now)
         return report
+
+    def _publish_changes(self, report: dict, now: dt.datetime) -> None:
+        """Feeds that also publish change files (FTP's daily deltas) get one for this mutation."""
+        for sid, entry in self.state["sources"].items():
+            publish_incremental = getattr(feed(entry["kind"]), "publish_incremental", None)
+            touched = set(report[sid]["added"]) | set(report[sid]["changed"]) | set(report[sid]["photos"])
+            if publish_incremental and touched:
+                publish_incremental([r for r in entry["listings"] if r["ListingKey"] in touched], self.root, at=now)
 
 
 def _mutate_source(entry, sid, rng, now, add, change, remove, new_seed) -> dict[str, list[str]]:
