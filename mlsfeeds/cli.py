@@ -59,6 +59,8 @@ def build_parser() -> argparse.ArgumentParser:
     from mlsfeeds.pipeline_cli import add_commands
 
     add_commands(commands, _positive)
+    from mlsfeeds.images_cli import add_commands as add_image_commands
+    add_image_commands(commands)
     return parser
 
 
@@ -243,7 +245,7 @@ def _serve_flags(parser) -> None:
                         help="default: MLSFEEDS_WORKERS or 2 x CPUs + 1")
 
 
-def _serve(args, settings: Settings) -> int:
+def _gunicorn(args) -> tuple[list[str], dict[str, str]]:
     env = dict(os.environ)
     if args.bind:
         env["MLSFEEDS_BIND"] = args.bind
@@ -251,17 +253,21 @@ def _serve(args, settings: Settings) -> int:
         env["MLSFEEDS_WORKERS"] = str(args.workers)
     Settings.from_env(env)  # fail here, with the variable's name, not in every worker
     command = [sys.executable, "-m", "gunicorn", "-c", str(ROOT / "gunicorn.conf.py"), "service.app:create_app()"]
+    return command, env
+
+
+def _serve(args, settings: Settings) -> int:
+    command, env = _gunicorn(args)
     sys.stdout.flush()
     os.execvpe(command[0], command, env)
 
 
 def _demo(args, settings: Settings) -> int:
-    from mlsfeeds.demo import prepare
+    from mlsfeeds import demo
 
-    bind = args.bind or settings.bind
-    url = settings.public_url_setting or Settings.from_env({**settings.environ, "MLSFEEDS_BIND": bind}).public_url
-    prepare(settings, url)
-    return _serve(args, settings)
+    command, env = _gunicorn(args)
+    public_url = Settings.from_env(env).public_url
+    return demo.run(Settings.from_env(env), public_url, command, env)
 
 
 # -- wsdl -------------------------------------------------------------------------------------

@@ -44,8 +44,9 @@ def image(media: Media, urls: PhotoUrls) -> wire.Image:
 class SignedPhotoLinks:
     """Time-limited links to photos the service serves itself (the local-folder store).
 
-    ``/photos/{key}?expires=EPOCH&signature=HMAC``: the embedded mode's equivalent of an S3
-    presigned URL. Any host sharing MLSFEEDS_SECRET_KEY verifies them.
+    ``/photos/{source}/{listing}/{file}?expires=EPOCH&signature=HMAC`` for the object
+    ``photos/{source}/{listing}/{file}``: the embedded mode's equivalent of an S3 presigned URL.
+    Any host sharing MLSFEEDS_SECRET_KEY verifies them; only photo objects are ever served.
     """
 
     PREFIX = "/photos/"
@@ -61,7 +62,7 @@ class SignedPhotoLinks:
     def url(self, storage_key: str) -> str:
         expires = int(self._clock()) + self._ttl
         query = urlencode({"expires": expires, "signature": self._sign(storage_key, expires)})
-        return f"{self._base}/{quote(storage_key)}?{query}"
+        return f"{self._base}/{quote(storage_key.removeprefix('photos/'))}?{query}"
 
     def valid(self, storage_key: str, expires: str, signature: str) -> bool:
         if not expires.isdigit() or int(expires) < self._clock():
@@ -79,10 +80,10 @@ class PhotoFiles:
         self._store, self._links = store, links
 
     def __call__(self, environ, start_response):
-        key = unquote(environ.get("PATH_INFO", "")[len(SignedPhotoLinks.PREFIX):])
+        key = "photos/" + unquote(environ.get("PATH_INFO", "")[len(SignedPhotoLinks.PREFIX):])
         query = parse_qs(environ.get("QUERY_STRING", ""))
         expires, signature = query.get("expires", [""])[0], query.get("signature", [""])[0]
-        if not key or not self._links.valid(key, expires, signature):
+        if key == "photos/" or not self._links.valid(key, expires, signature):
             return _plain(start_response, "403 Forbidden", b"this photo link is invalid or has expired\n")
         try:
             stream = self._store.open(key)
