@@ -64,7 +64,7 @@ class World:
 
     def write_expected(self) -> None:
         expected = {
-            sid: {r["ListingKey"]: feed(entry["kind"]).expected(r) for r in entry["listings"]}
+            sid: {r["ListingKey"]: _expected(feed(entry["kind"]), r) for r in entry["listings"]}
             for sid, entry in self.state["sources"].items()
         }
         _write_json(self.root / "expected.json", expected)
@@ -91,6 +91,12 @@ class World:
             touched = set(report[sid]["added"]) | set(report[sid]["changed"]) | set(report[sid]["photos"])
             if publish_incremental and touched:
                 publish_incremental([r for r in entry["listings"] if r["ListingKey"] in touched], self.root, at=now)
+
+
+def _expected(f, listing: dict) -> dict:
+    """The RESO fields a listing must yield, and its photos in order ("corrupt" ones rejected)."""
+    photos = getattr(f, "expected_photos", None)
+    return {**f.expected(listing), "Photos": photos(listing)} if photos else f.expected(listing)
 
 
 def _mutate_source(entry, sid, rng, now, add, change, remove, new_seed) -> dict[str, list[str]]:

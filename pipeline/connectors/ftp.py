@@ -97,7 +97,7 @@ class FtpConnector:
     def fetch(self, request: FetchRequest) -> Payload:
         settings = FtpSettings.from_spec(request.spec)
         rules = FileRules.from_spec(request.spec, request.since)
-        with _translated(settings), _logged_in(settings) as ftp:
+        with translated(settings), logged_in(settings) as ftp:
             _change_directory(ftp, settings)
             selection = select_files(_listing(ftp), rules, request.state)
             if not selection.chosen:
@@ -122,7 +122,11 @@ class _ReusingFTP_TLS(ftplib.FTP_TLS):
 
 
 @contextmanager
-def _logged_in(settings: FtpSettings) -> Iterator[ftplib.FTP]:
+def logged_in(settings: FtpSettings) -> Iterator[ftplib.FTP]:
+    """A logged-in client in passive mode (data channel protected for ftps), quit when the block ends.
+
+    Errors are ftplib's and the socket's; wrap the block in ``translated`` for pipeline errors.
+    """
     ftp = _client(settings)
     try:
         ftp.connect(settings.host, settings.port, timeout=settings.timeout)
@@ -244,7 +248,7 @@ def _code(exc: ftplib.Error) -> str:
 
 
 @contextmanager
-def _translated(settings: FtpSettings) -> Iterator[None]:
+def translated(settings: FtpSettings) -> Iterator[None]:
     """ftplib's, ssl's and the socket's errors, as pipeline errors."""
     try:
         yield

@@ -103,7 +103,7 @@ class SftpConnector:
     def fetch(self, request: FetchRequest) -> Payload:
         settings = SftpSettings.from_spec(request.spec)
         rules = FileRules.from_spec(request.spec, request.since)
-        with _translated(settings), _session(settings) as sftp:
+        with translated(settings), logged_in(settings) as sftp:
             selection = select_files(_listing(sftp, settings), rules, request.state)
             if not selection.chosen:
                 return empty_payload(selection, rules, settings.where)
@@ -112,7 +112,11 @@ class SftpConnector:
 
 
 @contextmanager
-def _session(settings: SftpSettings) -> Iterator[paramiko.SFTPClient]:
+def logged_in(settings: SftpSettings) -> Iterator[paramiko.SFTPClient]:
+    """An SFTP client, the host key checked and the user authenticated; closed when the block ends.
+
+    Errors are paramiko's and the socket's; wrap the block in ``translated`` for pipeline errors.
+    """
     sock = socket.create_connection((settings.host, settings.port), timeout=settings.timeout)
     transport = paramiko.Transport(sock)
     transport.banner_timeout = transport.auth_timeout = settings.timeout
@@ -237,7 +241,7 @@ def _download(sftp: paramiko.SFTPClient, settings: SftpSettings, remote: RemoteF
 
 
 @contextmanager
-def _translated(settings: SftpSettings) -> Iterator[None]:
+def translated(settings: SftpSettings) -> Iterator[None]:
     """paramiko's and the socket's errors, as pipeline errors."""
     try:
         yield

@@ -9,11 +9,17 @@ coordinates and local times as ``MM/DD/YYYY HH:MM:SS`` (America/New_York), e.g.:
 
 A full file is published per day (``listings_full_YYYYMMDD.txt``); change files
 (``listings_incr_YYYYMMDDHHMMSS.txt``) carry only the listings changed since.
+
+Photos are files beside it, ``/photos/{ListingId}_{n}.jpg`` for n in 1..PhotosCount, rendered by
+sandbox.photos at the listing's ``PhotoVersion`` (a few are PNGs under a .jpg name, a few are
+corrupt, as on real MLS servers). ``publish`` rewrites only the files whose listing, number or
+version changed, and deletes those of photos no longer published.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import json
 import logging
 import threading
 from collections.abc import Callable, Iterable
@@ -23,13 +29,15 @@ from typing import Any
 
 from sandbox.feeds import Running
 from sandbox.feeds._common import atomic_file, business_day, from_local_text, local_text, self_signed_certificate
-from sandbox.listings import PHOTO_URL_TEMPLATE
+from sandbox.photos import expected_photo, photo_bytes
 
 TIMEZONE = "America/New_York"
 TIME_FORMAT = "%m/%d/%Y %H:%M:%S"
 ENCODING = "latin-1"
 FULL_PATTERN = "listings_full_*.txt"
 INCREMENTAL_PATTERN = "listings_incr_*.txt"
+PHOTO_DIRECTORY = "photos"
+PHOTO_PATTERN = "{ListingId}_{n}.jpg"
 
 STATUS_CODES = {
     "Active": "A", "Active Under Contract": "U", "Pending": "P", "Closed": "S", "Coming Soon": "CS",
@@ -72,12 +80,16 @@ class FtpFeed:
                 mtime: dt.datetime | None = None) -> Path:
         """Write the day's full file (today in the MLS's time zone unless ``day`` is given)."""
         day = day or business_day(TIMEZONE)
+        listings = list(listings)
+        _photo_files(root).publish(listings)
         return self._write(Path(root) / "ftp" / f"listings_full_{day:%Y%m%d}.txt", listings, mtime)
 
     def publish_incremental(self, listings: Iterable[dict], root: Path, *, at: dt.datetime | None = None) -> Path:
-        """Write a change file holding only ``listings``, named after ``at`` (now by default)."""
+        """Write a change file holding only ``listings`` (and their photos), named after ``at`` (now by default)."""
         at = at or dt.datetime.now(dt.timezone.utc)
         stamp = local_text(at, TIMEZONE, "%Y%m%d%H%M%S")
+        listings = list(listings)
+        _photo_files(root).publish(listings, prune=False)
         return self._write(Path(root) / "ftp" / f"listings_incr_{stamp}.txt", listings, at)
 
     def _write(self, path: Path, listings: Iterable[dict], mtime: dt.datetime | None) -> Path:
@@ -134,8 +146,11 @@ class FtpFeed:
             "directory": "/", "pattern": FULL_PATTERN, "incremental_pattern": INCREMENTAL_PATTERN,
             "newest_first": True, "max_files": 1,
         }
+        images = {"strategy": "ftp", "protocol": download["kind"], "host": running.details["host"],
+                  "port": running.details["port"], "username": self.username, "password": self.password,
+                  "directory": f"/{PHOTO_DIRECTORY}", "pattern": PHOTO_PATTERN}
         if self.tls:
-            download["ca_file"] = running.details["ca_file"]
+            download["ca_file"] = images["ca_file"] = running.details["ca_file"]
         return {
             "id": source_id, "name": f"Sandbox FTP MLS ({source_id})", "timezone": TIMEZONE,
             "earliest_download": "02:30", "download": download,
@@ -143,13 +158,69 @@ class FtpFeed:
                       "timestamp_format": TIME_FORMAT},
             "fields": {reso: column for column, reso in COLUMNS.items()},
             "values": {"StandardStatus": _inverse(STATUS_CODES), "PropertyType": _inverse(TYPE_CODES)},
-            "images": {"strategy": "url_template",
-                       "template": PHOTO_URL_TEMPLATE.replace("{SourceId}", source_id)},
+            "images": images,
         }
 
     def expected(self, listing: dict) -> dict:
         """The RESO fields this dialect carries, as the pipeline must store them."""
         return {reso: _expected_value(reso, text) for reso, text in zip(COLUMNS.values(), _row(listing))}
+
+    def expected_photos(self, listing: dict) -> list[dict]:
+        """The listing's photos as the pipeline must store them (``corrupt`` ones rejected)."""
+        return listing_photos(listing)
+
+
+def listing_photos(listing: dict) -> list[dict]:
+    """``expected_photo`` of photos 1..PhotosCount of a listing, at its PhotoVersion."""
+    version = listing.get("PhotoVersion", 0)
+    return [expected_photo(listing["ListingKey"], n, version) for n in range(1, (listing.get("PhotosCount") or 0) + 1)]
+
+
+class PhotoFiles:
+    """Photo files named by a pattern in one folder, rendered by sandbox.photos.
+
+    A manifest outside the folder (so no server lists it) remembers which listing, number and
+    version each file holds, so a new ``publish`` rewrites only what changed.
+    """
+
+    def __init__(self, directory: Path, manifest: Path, pattern: str = PHOTO_PATTERN):
+        self.directory, self.manifest, self.pattern = directory, manifest, pattern
+
+    def publish(self, listings: Iterable[dict], *, prune: bool = True) -> int:
+        """Write the listings' photos; with ``prune``, delete files no longer published. Returns files written."""
+        before = self._load()
+        after = {} if prune else dict(before)
+        written = 0
+        for listing in listings:
+            for name, (key, n, version) in self._photos(listing):
+                after[name] = [key, n, version]
+                if before.get(name) != [key, n, version] or not (self.directory / name).exists():
+                    with atomic_file(self.directory / name) as out:
+                        out.write(photo_bytes(key, n, version))
+                    written += 1
+        for name in before.keys() - after.keys():
+            (self.directory / name).unlink(missing_ok=True)
+        self._save(after)
+        return written
+
+    def _photos(self, listing: dict) -> list[tuple[str, tuple[str, int, int]]]:
+        version = listing.get("PhotoVersion", 0)
+        return [(self.pattern.format_map({**listing, "n": n, "n0": n - 1}), (listing["ListingKey"], n, version))
+                for n in range(1, (listing.get("PhotosCount") or 0) + 1)]
+
+    def _load(self) -> dict[str, list]:
+        try:
+            return json.loads(self.manifest.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return {}
+
+    def _save(self, entries: dict[str, list]) -> None:
+        with atomic_file(self.manifest) as out:
+            out.write(json.dumps(entries, sort_keys=True).encode())
+
+
+def _photo_files(root: Path) -> PhotoFiles:
+    return PhotoFiles(Path(root) / "ftp" / PHOTO_DIRECTORY, Path(root) / ".ftp-photos.json")
 
 
 def _row(listing: dict) -> list[str]:

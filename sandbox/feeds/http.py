@@ -9,8 +9,15 @@ JSON numbers, times in UTC with a ``Z``::
      "address": {"number": "1204", "street": "Palm Ct", "unit": null, "city": "Denver", ...},
      "geo": {"lat": 39.7392, "lon": -104.9903}, "details": {"beds": 2, ...}, ...}
 
-Served at ``/listings.json`` (any file under ``root/http``) to a Bearer token (or HTTP Basic
-with ``auth="basic"``). ``running.details["faults"]`` makes the next answers fail on purpose.
+Served at ``/listings.json`` (any file under ``root/http`` but hidden ones) to a Bearer token (or
+HTTP Basic with ``auth="basic"``). ``running.details["faults"]`` makes the next answers fail on
+purpose.
+
+Photos: a record's ``photos.urls`` lists ``/photos/{id}/{n}.jpg`` for n in 1..count, paths on this
+same server (its port is not known when the document is written). The server renders each photo
+on request with sandbox.photos, at the listing's ``PhotoVersion`` as last published (an index
+``.photos.json`` beside the document says which); ``running.details["stats"]["photos"]`` counts
+the photos served.
 """
 
 from __future__ import annotations
@@ -21,9 +28,10 @@ import email.utils
 import hmac
 import json
 import os
+import re
 import shutil
 import threading
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable, Iterable
 from decimal import Decimal
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -33,10 +41,13 @@ from urllib.parse import unquote
 
 from sandbox.feeds import Running
 from sandbox.feeds._common import atomic_file
-from sandbox.listings import PHOTO_URL_TEMPLATE
+from sandbox.photos import expected_photo, kind, photo_bytes
 
 TIMEZONE = "America/Denver"
 DOCUMENT = "listings.json"
+PHOTO_INDEX = ".photos.json"
+PHOTO_PATH = re.compile(r"/photos/([^/]+)/(\d+)\.jpg")
+CONTENT_TYPES = {"png": "image/png"}  # corrupt photos still claim to be JPEGs
 
 STATUS_WORDS = {
     "Active": "active", "Active Under Contract": "under_contract", "Pending": "pending", "Closed": "closed",
@@ -78,20 +89,25 @@ class HttpFeed:
         """Rewrite ``root/http/listings.json``, one listing at a time (never all in memory)."""
         path = Path(root) / "http" / DOCUMENT
         generated = dt.datetime.now(dt.timezone.utc)
+        index: dict[str, list[int]] = {}
         with atomic_file(path, mtime) as out:
             out.write(f'{{"generatedAt": "{_utc(generated)}", "listings": ['.encode())
             for n, listing in enumerate(listings):
                 out.write((",\n" if n else "\n").encode() + json.dumps(_record(listing)).encode())
+                index[listing["ListingKey"]] = [listing.get("PhotosCount") or 0, listing.get("PhotoVersion", 0)]
             out.write(b"\n]}\n")
+        with atomic_file(path.parent / PHOTO_INDEX) as out:
+            out.write(json.dumps(index).encode())
         return path
 
     def start(self, root: Path) -> Running:
         """A threading HTTP server on 127.0.0.1, a free port, serving ``root/http``."""
         directory = Path(root) / "http"
         directory.mkdir(parents=True, exist_ok=True)
-        faults = Faults()
+        faults, stats = Faults(), Counter()
         handler = type("SandboxHTTPHandler", (_Handler,), {
             "directory": directory, "faults": faults, "authorized": self._authorized,
+            "photos": _PhotoIndex(directory / PHOTO_INDEX), "stats": stats,
         })
         server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
         server.daemon_threads = True
@@ -99,7 +115,7 @@ class HttpFeed:
                                   name="sandbox-http", daemon=True)
         thread.start()
         host, port = server.server_address[:2]
-        details = {"host": host, "port": port, "faults": faults, "token": self.token,
+        details = {"host": host, "port": port, "faults": faults, "stats": stats, "token": self.token,
                    "username": self.username, "password": self.password, "directory": directory}
         return Running(f"http://{host}:{port}", _stopper(server, thread), details)
 
@@ -121,8 +137,7 @@ class HttpFeed:
             "parse": {"format": "json", "record_path": "listings"},
             "fields": dict(FIELDS),
             "values": {"StandardStatus": _inverse(STATUS_WORDS), "PropertyType": _inverse(TYPE_WORDS)},
-            "images": {"strategy": "url_template",
-                       "template": PHOTO_URL_TEMPLATE.replace("{SourceId}", source_id)},
+            "images": {"strategy": "http", "template": f"{running.url}/photos/{{ListingKey}}/{{n}}.jpg", **credentials},
         }
 
     def expected(self, listing: dict) -> dict:
@@ -132,6 +147,12 @@ class HttpFeed:
         """
         record = _record(listing)
         return {reso: _expected_value(reso, _at(record, path)) for reso, path in FIELDS.items()}
+
+    def expected_photos(self, listing: dict) -> list[dict]:
+        """The listing's photos as the pipeline must store them (``corrupt`` ones rejected)."""
+        version = listing.get("PhotoVersion", 0)
+        count = listing.get("PhotosCount") or 0
+        return [expected_photo(listing["ListingKey"], n, version) for n in range(1, count + 1)]
 
 
 class Faults:
@@ -155,11 +176,43 @@ class Faults:
             return self._queue.popleft() if self._queue else None
 
 
+class _PhotoIndex:
+    """Each listing's photo count and version as last published, re-read when the file changes."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self._lock = threading.Lock()
+        self._seen: tuple | None = None
+        self._entries: dict[str, list[int]] = {}
+
+    def photo(self, key: str, n: int) -> bytes | None:
+        """Photo ``n`` of listing ``key`` as published, or None when it has no such photo."""
+        count, version = self._read().get(key, (0, 0))
+        return photo_bytes(key, n, version) if 1 <= n <= count else None
+
+    def content_type(self, key: str, n: int) -> str:
+        _, version = self._read().get(key, (0, 0))
+        return CONTENT_TYPES.get(kind(key, n, version), "image/jpeg")
+
+    def _read(self) -> dict[str, list[int]]:
+        try:
+            stat = self.path.stat()
+        except FileNotFoundError:
+            return {}
+        with self._lock:
+            if self._seen != (stat.st_mtime_ns, stat.st_size, stat.st_ino):
+                self._entries = json.loads(self.path.read_text(encoding="utf-8"))
+                self._seen = (stat.st_mtime_ns, stat.st_size, stat.st_ino)
+            return self._entries
+
+
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     directory: Path
     faults: Faults
     authorized: Callable[[str | None], bool]
+    photos: _PhotoIndex
+    stats: Counter
 
     def do_GET(self) -> None:  # noqa: N802 (the stdlib's name)
         fault = self.faults.take()
@@ -167,6 +220,8 @@ class _Handler(BaseHTTPRequestHandler):
             return self._empty(*fault)
         if not type(self).authorized(self.headers.get("Authorization")):
             return self._empty(401, {"WWW-Authenticate": 'Bearer realm="mls", Basic realm="mls"'})
+        if match := PHOTO_PATH.fullmatch(unquote(self.path.split("?", 1)[0])):
+            return self._send_photo(match[1], int(match[2]))
         path = self._file()
         if path is None:
             return self._empty(404)
@@ -176,7 +231,19 @@ class _Handler(BaseHTTPRequestHandler):
         relative = unquote(self.path.split("?", 1)[0]).lstrip("/")
         path = (self.directory / relative).resolve()
         inside = path.is_relative_to(self.directory.resolve())
-        return path if inside and path.is_file() else None
+        hidden = any(part.startswith(".") for part in Path(relative).parts)
+        return path if inside and not hidden and path.is_file() else None
+
+    def _send_photo(self, key: str, n: int) -> None:
+        body = self.photos.photo(key, n)
+        if body is None:
+            return self._empty(404)
+        self.stats["photos"] += 1
+        self.send_response(200)
+        self.send_header("Content-Type", self.photos.content_type(key, n))
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
 
     def _send_file(self, path: Path) -> None:
         with open(path, "rb") as source:
@@ -226,7 +293,8 @@ def _record(listing: dict) -> dict:
                     "yearBuilt": get("YearBuilt")},
         "agent": {"name": get("ListAgentFullName")}, "office": {"name": get("ListOfficeName")},
         "remarks": get("PublicRemarks"),
-        "photos": {"count": get("PhotosCount"), "updatedAt": _utc(get("PhotosChangeTimestamp"))},
+        "photos": {"count": get("PhotosCount"), "updatedAt": _utc(get("PhotosChangeTimestamp")),
+                   "urls": [f"/photos/{get('ListingKey')}/{n}.jpg" for n in range(1, (get("PhotosCount") or 0) + 1)]},
         "updatedAt": _utc(get("ModificationTimestamp")),
     }
 

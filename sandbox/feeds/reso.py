@@ -10,6 +10,13 @@
 - ``POST /token``: OAuth2 client credentials (form fields or HTTP Basic) -> a bearer token.
 - Every other request needs ``Authorization: Bearer <token>``: the static token, or one that
   ``/token`` issued and that has not expired (``details["expire_tokens"]()`` expires them all).
+- ``GET /media/{ListingKey}/{n}.jpg`` (public, as an MLS's photo CDN is): photo n of 1..PhotosCount,
+  rendered on request by sandbox.photos at the listing's ``PhotoVersion`` as last published
+  (``root/reso/photos.json`` says which).
+
+Media URLs are the listing's own (``listing["Media"]``) by default; ``ResoFeed(host_media=True)``
+points them at ``/media/...`` on this server instead: published as paths (the port is not known
+when the file is written) and sent as absolute URLs on whatever address the server listens.
 """
 
 from __future__ import annotations
@@ -32,24 +39,35 @@ from urllib.parse import parse_qs, quote, urlencode, urlsplit
 
 from sandbox.feeds import Running
 from sandbox.feeds._common import atomic_file
+from sandbox.photos import photo_bytes
 
 SERVICE_ROOT = "/odata"
 RESOURCE = "Property"
 MAX_TOP, DEFAULT_TOP = 1000, 100
 CLIENT_ID, CLIENT_SECRET = "sandbox-client", "sandbox-client-secret"
+MEDIA_TEMPLATE = "/media/{ListingKey}/{n}.jpg"
+MEDIA_PATH = re.compile(r"/media/([^/]+)/(\d+)\.jpg")
 
 
 # -- data -----------------------------------------------------------------------------------------
 
-def _record(listing: dict) -> dict:
+def _record(listing: dict, host_media: bool) -> dict:
     """A listing as the RESO Web API sends it (JSON-ready), with its Media."""
     record = {name: _json_value(listing.get(name)) for name in FIELDS}
     record["Media"] = [
-        {"MediaKey": f"{listing['ListingKey']}-{m['Order']}", "ResourceRecordKey": listing["ListingKey"],
-         "Order": m["Order"], "MediaURL": m["MediaURL"], "MediaCategory": "Photo"}
-        for m in listing.get("Media", [])
+        {"MediaKey": f"{listing['ListingKey']}-{order}", "ResourceRecordKey": listing["ListingKey"],
+         "Order": order, "MediaURL": url, "MediaCategory": "Photo"}
+        for order, url in _media(listing, host_media)
     ]
     return record
+
+
+def _media(listing: dict, host_media: bool) -> list[tuple[int, str]]:
+    """(Order, MediaURL) of the listing's photos: its own URLs, or paths on this server."""
+    if not host_media:
+        return [(m["Order"], m["MediaURL"]) for m in listing.get("Media", [])]
+    return [(n, MEDIA_TEMPLATE.format(ListingKey=listing["ListingKey"], n=n))
+            for n in range(1, (listing.get("PhotosCount") or 0) + 1)]
 
 
 def _json_value(value):
@@ -68,6 +86,29 @@ class _Store:
         self._cached: tuple[tuple[int, int], list[dict]] | None = None
 
     def records(self) -> list[dict]:
+        stat = self._path.stat()
+        signature = (stat.st_mtime_ns, stat.st_size)
+        cached = self._cached
+        if cached is None or cached[0] != signature:
+            cached = (signature, json.loads(self._path.read_bytes()))
+            self._cached = cached
+        return cached[1]
+
+
+class _PhotoIndex:
+    """Each listing's photos as last published, ``{ListingKey: [count, version]}``, re-read
+    whenever ``publish`` has replaced the file."""
+
+    def __init__(self, path: Path):
+        self._path = path
+        self._cached: tuple[tuple[int, int], dict[str, list[int]]] | None = None
+
+    def photo(self, key: str, n: int) -> bytes | None:
+        """Photo ``n`` of the listing as published, or None when there is no such photo."""
+        count, version = self._entries().get(key, (0, 0))
+        return photo_bytes(key, n, version) if 1 <= n <= count else None
+
+    def _entries(self) -> dict[str, list[int]]:
         stat = self._path.stat()
         signature = (stat.st_mtime_ns, stat.st_size)
         cached = self._cached
@@ -211,9 +252,9 @@ class _Tokens:
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
 
-    def __init__(self, store: _Store, tokens: _Tokens):
+    def __init__(self, store: _Store, tokens: _Tokens, photos: _PhotoIndex):
         super().__init__(("127.0.0.1", 0), _Handler)
-        self.store, self.tokens = store, tokens
+        self.store, self.tokens, self.photos = store, tokens, photos
         self.failures: list[int] = []  # HTTP statuses to answer the next resource requests with
         self.base = f"http://127.0.0.1:{self.server_port}"
 
@@ -245,6 +286,8 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_GET(self):
         url = urlsplit(self.path)
+        if photo := MEDIA_PATH.fullmatch(url.path):
+            return self._photo(photo)  # public, before any injected failure or token check
         if self.server.failures:
             status = self.server.failures.pop(0)
             return self._error(status, "Injected", "injected failure", {"Retry-After": "1"})
@@ -260,6 +303,16 @@ class _Handler(BaseHTTPRequestHandler):
         except (FilterError, ValueError) as exc:
             return self._error(400, "BadRequest", str(exc))
 
+    def _photo(self, match: re.Match):
+        data = self.server.photos.photo(match[1], int(match[2]))
+        if data is None:
+            return self._error(404, "NotFound", "no such photo")
+        self.send_response(200)
+        self.send_header("Content-Type", "image/png" if data.startswith(b"\x89PNG") else "image/jpeg")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
     def _authorized(self) -> bool:
         scheme, _, token = (self.headers.get("Authorization") or "").partition(" ")
         return scheme.lower() == "bearer" and self.server.tokens.valid(token.strip())
@@ -271,7 +324,8 @@ class _Handler(BaseHTTPRequestHandler):
         records = self.server.store.records()
         if option.get("$filter"):
             records = list(filter(compile_filter(option["$filter"]), records))
-        page = [_shape(r, option.get("$select"), option.get("$expand")) for r in records[skip: skip + top]]
+        page = [_shape(r, option.get("$select"), option.get("$expand"), self.server.base)
+                for r in records[skip: skip + top]]
         body = {"@odata.context": f"{self.server.base}{SERVICE_ROOT}/$metadata#{RESOURCE}", "value": page}
         if option.get("$count") == "true":
             body["@odata.count"] = len(records)
@@ -296,12 +350,18 @@ class _Handler(BaseHTTPRequestHandler):
         return self._json(status, {"error": {"code": code, "message": message}}, headers)
 
 
-def _shape(record: dict, select: str | None, expand: str | None) -> dict:
+def _shape(record: dict, select: str | None, expand: str | None, base: str) -> dict:
     names = [n.strip() for n in select.split(",")] if select else [n for n in record if n != "Media"]
     shaped = {name: record.get(name) for name in names if name != "Media"}
     if expand and "Media" in [e.strip() for e in expand.split(",")]:
-        shaped["Media"] = record["Media"]
+        shaped["Media"] = [_absolute(media, base) for media in record["Media"]]
     return shaped
+
+
+def _absolute(media: dict, base: str) -> dict:
+    """A Media record whose MediaURL, if published as a path on this server, is made absolute."""
+    url = media["MediaURL"]
+    return {**media, "MediaURL": base + url} if url.startswith("/") else media
 
 
 # -- the feed -------------------------------------------------------------------------------------
@@ -311,23 +371,31 @@ class ResoFeed:
 
     kind = "reso"
 
+    def __init__(self, host_media: bool = False):
+        self.host_media = host_media
+
     def publish(self, listings: Iterable[dict], root: Path) -> None:
         """Replace what the server serves (atomically: a running server never reads half a file)."""
-        records = sorted((_record(listing) for listing in listings), key=lambda r: r["ListingKey"])
+        listings = list(listings)
+        records = sorted((_record(listing, self.host_media) for listing in listings), key=lambda r: r["ListingKey"])
+        photos = {x["ListingKey"]: [x.get("PhotosCount") or 0, x.get("PhotoVersion", 0)] for x in listings}
+        with atomic_file(Path(root) / "reso" / "photos.json") as out:
+            out.write(json.dumps(photos, separators=(",", ":")).encode())
         with atomic_file(Path(root) / "reso" / f"{RESOURCE}.json") as out:
             out.write(json.dumps(records, separators=(",", ":")).encode())
 
     def start(self, root: Path, token_lifetime: float = 3600) -> Running:
         """Serve on 127.0.0.1, a free port. ``details``: token, client_id, client_secret,
-        token_url, ``expire_tokens()``, and ``fail(status, count=1)`` to answer the next
+        token_url, base (http://127.0.0.1:PORT), ``expire_tokens()``, and ``fail(status, count=1)`` to answer the next
         ``count`` resource requests with that HTTP status."""
         tokens = _Tokens(secrets.token_urlsafe(24), CLIENT_ID, CLIENT_SECRET, token_lifetime)
-        server = _Server(_Store(Path(root) / "reso" / f"{RESOURCE}.json"), tokens)
+        server = _Server(_Store(Path(root) / "reso" / f"{RESOURCE}.json"), tokens,
+                         _PhotoIndex(Path(root) / "reso" / "photos.json"))
         thread = threading.Thread(target=server.serve_forever, name="sandbox-reso", daemon=True)
         thread.start()
         details = {
             "token": tokens.static, "client_id": CLIENT_ID, "client_secret": CLIENT_SECRET,
-            "token_url": f"{server.base}/token", "expire_tokens": tokens.expire_all,
+            "token_url": f"{server.base}/token", "expire_tokens": tokens.expire_all, "base": server.base,
             "fail": lambda status, count=1: server.failures.extend([status] * count),
         }
         return Running(url=server.base + SERVICE_ROOT, stop=lambda: _stop(server, thread), details=details)
@@ -357,6 +425,15 @@ class ResoFeed:
         """
         return {name: listing[name] for name in FIELDS if listing.get(name) is not None}
 
+    def expected_photos(self, listing: dict, running: Running | None = None) -> list[dict]:
+        """The listing's photos as the pipeline must link them, ``{"order": n, "url": ...}`` in
+        Media order (renumbered 1..n, as mls_urls does). Hosted media are absolute URLs on
+        ``running``'s server, or their paths when none is given."""
+        base = running.details["base"] if running else ""
+        media = sorted(_media(listing, self.host_media))
+        return [{"order": n, "url": base + url if url.startswith("/") else url}
+                for n, (_, url) in enumerate(media, 1)]
+
 
 FIELDS = (
     "ListingKey", "ListingId", "StandardStatus", "PropertyType", "PropertySubType", "ListPrice",
@@ -373,4 +450,4 @@ def _stop(server: _Server, thread: threading.Thread) -> None:
     thread.join(5)
 
 
-FEED = ResoFeed()
+FEED = ResoFeed(host_media=True)  # the Media URLs point at this server, which serves the photos

@@ -3,8 +3,11 @@
 It speaks the protocol as production servers do, quirks included: HTTP Digest (or Basic)
 authentication on every request, a ``RETS-Session-ID`` cookie, capability URLs in the login
 reply (relative ones), COMPACT and COMPACT-DECODED search replies with ``Limit``/``Offset`` paging,
-``<MAXROWS/>`` and ``Count``, COMPACT metadata, GetObject ``multipart/parallel`` replies with small
-real JPEGs (and 20403 parts for listings without photos), ``Location=1`` URLs, and Logout.
+``<MAXROWS/>`` and ``Count``, COMPACT metadata, GetObject ``multipart/parallel`` replies (a single
+object when only one is asked for or found) with each part's ``Content-ID``, ``Object-ID`` and
+``Content-Description``, a 20403 part (or reply) for a listing without photos, ``Location=1``
+URLs, and Logout. The photos are sandbox.photos' (JPEGs, some PNGs, a few corrupt ones, all sent
+as the listing's photos are), rendered on request at the listing's ``PhotoVersion``.
 
 The dialect: the ``Property`` resource, class ``RES``, key field ``matrix_unique_id``; field names
 of its own (``MLSNumber``, ``Status``, ``ZipCode``, ``Beds``, ``SqFtTotal``, ``LastChangeTimestamp``
@@ -46,6 +49,7 @@ from urllib.request import parse_http_list, parse_keqv_list
 from xml.sax.saxutils import escape, quoteattr
 from zoneinfo import ZoneInfo
 
+from sandbox import photos
 from sandbox.feeds import Running
 
 SERVER_TIMEZONE = "America/New_York"
@@ -57,6 +61,7 @@ REALM = "sandbox-rets@127.0.0.1"
 RESOURCE, CLASS, KEY_FIELD = "Property", "RES", "matrix_unique_id"
 DATASET = Path("rets") / "listings.json"
 LOCAL_FORMAT = "%Y-%m-%dT%H:%M:%S"
+PHOTO_VERSION = "_photo_version"  # kept in a published row beside the fields; never sent
 
 
 @dataclass(frozen=True)
@@ -139,7 +144,7 @@ def publish(listings, root: Path) -> Path:
 
 
 def _dialect_row(listing: dict) -> dict[str, str]:
-    row = {}
+    row = {PHOTO_VERSION: str(listing.get("PhotoVersion", 0))}
     for f in FIELDS:
         value = listing.get(f.reso)
         row[f.name] = CODES[f.lookup][value] if f.lookup and value is not None else _text(f, value)
@@ -339,8 +344,25 @@ def metadata_body(kind: str, attributes: dict[str, str], columns: list[str], row
 
 # -- photos ----------------------------------------------------------------------------------------
 
+def listing_photo(row: dict[str, str], number: int) -> tuple[str, bytes]:
+    """(content type, bytes) of photo ``number`` of a published row, at the row's photo version."""
+    key, version = row[KEY_FIELD], int(row.get(PHOTO_VERSION) or 0)
+    content_type = "image/png" if photos.kind(key, number, version) == "png" else "image/jpeg"
+    return content_type, photos.photo_bytes(key, number, version)
+
+
+def expected_photos(listing: dict) -> list[dict]:
+    """The listing's photos as a correct pipeline stores them (``corrupt`` ones rejected)."""
+    version = listing.get("PhotoVersion", 0)
+    return [photos.expected_photo(listing["ListingKey"], n, version)
+            for n in range(1, (listing.get("PhotosCount") or 0) + 1)]
+
+
 def photo_jpeg(key: str, number: int) -> bytes:
-    """A small real JPEG (solid colour, 32-56 x 24-40 pixels) unique to a listing and photo number."""
+    """A small real JPEG (solid colour, 32-56 x 24-40 pixels) unique to a listing and photo number.
+
+    GetObject no longer serves these (it serves sandbox.photos); kept for tests that want a tiny valid JPEG.
+    """
     digest = hashlib.sha256(f"{key}:{number}".encode()).digest()
     width, height = 32 + 8 * (digest[3] % 4), 24 + 8 * (digest[4] % 3)
     return tiny_jpeg(width, height, (digest[0], digest[1], digest[2]), f"{key}/{number}".encode())
@@ -659,23 +681,26 @@ class _Handler(BaseHTTPRequestHandler):
         if not found:
             return [({"RETS-Error": "1", "Content-Type": "text/xml", "Content-ID": key, "Object-ID": wanted or "*"},
                      rets_reply(20403, "No Object Found"))]
-        return [self._object(key, n, location) for n in found]
+        return [self._object(row, n, location) for n in found]
 
-    def _object(self, key: str, number: int, location: bool) -> tuple[dict[str, str], bytes]:
-        headers = {"Content-Type": "image/jpeg", "Content-ID": key, "Object-ID": str(number),
+    def _object(self, row: dict[str, str], number: int, location: bool) -> tuple[dict[str, str], bytes]:
+        key = row[KEY_FIELD]
+        content_type, body = listing_photo(row, number)
+        headers = {"Content-Type": content_type, "Content-ID": key, "Object-ID": str(number),
                    "Content-Description": f"Photo {number} of {key}", "Preferred": "1" if number == 1 else "0"}
         self.server.controls.stats["objects"] += 1
         if location:
             headers["Location"] = f"{self.server.base}/photos/{key}/{number}.jpg"
             return headers, b""
-        return headers, photo_jpeg(key, number)
+        return headers, body
 
     def _photo(self, path: str) -> None:
         match = re.fullmatch(r"/photos/([^/]+)/(\d+)\.jpg", path)
         row = self.server.dataset.by_key(match[1]) if match else None
         if not row or not 1 <= int(match[2]) <= photo_count(row):
             return self._send(404, b"Not Found\n", "text/plain")
-        self._send(200, photo_jpeg(match[1], int(match[2])), "image/jpeg")
+        content_type, body = listing_photo(row, int(match[2]))
+        self._send(200, body, content_type)
 
     # -- writing ---------------------------------------------------------------------------
 
@@ -832,7 +857,9 @@ def source(running: Running, source_id: str) -> dict:
         "parse": {"format": "rets-compact"},
         "fields": {f.reso: f.name for f in FIELDS},
         "values": {"StandardStatus": dict(LOOKUPS["Status"]), "PropertyType": dict(LOOKUPS["PropertyType"])},
-        "images": {"strategy": "rets", "resource": RESOURCE, "type": "Photo"},
+        "images": {"strategy": "rets", "login_url": running.url, "resource": RESOURCE, "object_type": "Photo",
+                   **{key: download[key] for key in ("username", "password", "user_agent", "user_agent_password",
+                                                      "timeout") if key in download}},
     }
 
 
@@ -870,6 +897,9 @@ class RetsFeed:
 
     def expected(self, listing: dict) -> dict:
         return expected(listing)
+
+    def expected_photos(self, listing: dict) -> list[dict]:
+        return expected_photos(listing)
 
 
 FEED = RetsFeed()

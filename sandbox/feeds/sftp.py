@@ -9,6 +9,10 @@ separate columns, times as ISO 8601 with the local offset (America/Chicago), no 
 
 One export per day, ``outgoing/listings_YYYY-MM-DD.csv.gz``. Log in with a password or the
 client key the server writes to ``root/ssh/client_key``.
+
+Photos are files in ``photos/``, named ``{MLS Number}_{n}.jpg`` for n in 1..PhotosCount and
+rendered by sandbox.photos at the listing's ``PhotoVersion``; the export says nothing about them
+(no count, no change time), so a reader finds them by trying n = 1, 2, ... until one is missing.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from typing import Any
 
 from sandbox.feeds import Running
 from sandbox.feeds._common import atomic_file, business_day
+from sandbox.feeds.ftp import PHOTO_DIRECTORY, PHOTO_PATTERN, PhotoFiles, listing_photos
 
 TIMEZONE = "America/Chicago"
 DIRECTORY = "outgoing"
@@ -71,6 +76,8 @@ class SftpFeed:
                 mtime: dt.datetime | None = None) -> Path:
         """Write the day's export (today in the MLS's time zone unless ``day`` is given)."""
         day = day or business_day(TIMEZONE)
+        listings = list(listings)
+        PhotoFiles(Path(root) / "sftp" / PHOTO_DIRECTORY, Path(root) / ".sftp-photos.json").publish(listings)
         path = Path(root) / "sftp" / DIRECTORY / f"listings_{day:%Y-%m-%d}.csv.gz"
         with atomic_file(path, mtime) as out, gzip.GzipFile(fileobj=out, mode="wb", mtime=0) as packed:
             text = io.TextIOWrapper(packed, encoding="utf-8", newline="")
@@ -120,18 +127,24 @@ class SftpFeed:
             "pattern": PATTERN, "newest_first": True, "max_files": 1,
             "host_key_sha256": running.details["host_key_sha256"],
         }
+        images = {"strategy": "ftp", "protocol": "sftp", "directory": f"/{PHOTO_DIRECTORY}", "pattern": PHOTO_PATTERN,
+                  **{key: download[key] for key in ("host", "port", "username", "password", "host_key_sha256")}}
         return {
             "id": source_id, "name": f"Sandbox SFTP MLS ({source_id})", "timezone": TIMEZONE,
             "earliest_download": "03:00", "download": download,
             "parse": {"format": "delimited", "delimiter": ",", "encoding": "utf-8"},
             "fields": {reso: column for column, reso in COLUMNS.items()},
             "values": {"StandardStatus": _inverse(STATUS_WORDS), "PropertyType": _inverse(CLASS_WORDS)},
-            "images": {"strategy": "none"},
+            "images": images,
         }
 
     def expected(self, listing: dict) -> dict:
         """The RESO fields this dialect carries, as the pipeline must store them."""
         return {reso: _expected_value(reso, text) for reso, text in zip(COLUMNS.values(), _row(listing))}
+
+    def expected_photos(self, listing: dict) -> list[dict]:
+        """The listing's photos as the pipeline must store them (``corrupt`` ones rejected)."""
+        return listing_photos(listing)
 
 
 def _row(listing: dict) -> list[str]:

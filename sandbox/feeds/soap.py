@@ -17,6 +17,10 @@ LastModified (xsd:dateTime in UTC). ``ModifiedSince`` selects LastModified at or
 Every call needs credentials: HTTP Basic (a bad or missing one gets a bare ``401``, as from the
 web server in front), or a WS-Security UsernameToken, PasswordText or PasswordDigest (a bad one
 gets the fault ``wsse:FailedAuthentication``).
+
+Photos are public, as on an MLS's photo host: ``GET /photos/{MlsId}/{n}.jpg`` for n in
+1..PhotoCount, rendered on request by sandbox.photos at the listing's ``PhotoVersion`` as last
+published (``root/soap/photos.json`` says which); the source links them with ``url_template``.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ import hmac
 import io
 import json
 import logging
+import re
 import threading
 from collections.abc import Iterable
 from decimal import Decimal as D
@@ -46,13 +51,15 @@ from spyne.server.wsgi import WsgiApplication
 
 from sandbox.feeds import Running
 from sandbox.feeds._common import atomic_file
-from sandbox.listings import PHOTO_URL_TEMPLATE
+from sandbox.photos import photo_bytes
 
 NS = "urn:example-mls:listings"
 WSSE = "http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-wssecurity-secext-1.0.xsd"
 WSU = "http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-wssecurity-utility-1.0.xsd"
 MAX_PAGE_SIZE = 1000
 PATH = "/soap"
+PHOTO_TEMPLATE = "/photos/{ListingId}/{n}.jpg"  # on this server, public
+PHOTO_PATH = re.compile(r"/photos/([^/]+)/(\d+)\.jpg")
 USERNAME, PASSWORD = "mls-user", "mls-secret"
 
 STATUS = {
@@ -182,6 +189,51 @@ def _listing(record: dict) -> Listing:
     return Listing(**values)
 
 
+# -- photos ---------------------------------------------------------------------------------------
+
+class _PhotoIndex:
+    """Each listing's photos as last published, ``{MlsId: [ListingKey, count, version]}``,
+    re-read whenever ``publish`` has replaced the file."""
+
+    def __init__(self, path: Path):
+        self._path = path
+        self._cached: tuple[tuple[int, int], dict[str, list]] | None = None
+
+    def photo(self, listing_id: str, n: int) -> bytes | None:
+        """Photo ``n`` of the listing as published, or None when there is no such photo."""
+        key, count, version = self._entries().get(listing_id, ("", 0, 0))
+        return photo_bytes(key, n, version) if 1 <= n <= count else None
+
+    def _entries(self) -> dict[str, list]:
+        stat = self._path.stat()
+        signature = (stat.st_mtime_ns, stat.st_size)
+        cached = self._cached
+        if cached is None or cached[0] != signature:
+            cached = (signature, json.loads(self._path.read_bytes()))
+            self._cached = cached
+        return cached[1]
+
+
+class _PhotoHost:
+    """WSGI middleware: ``GET /photos/{MlsId}/{n}.jpg`` answered from the index, the rest passed on."""
+
+    def __init__(self, app, index: _PhotoIndex):
+        self._app, self._index = app, index
+
+    def __call__(self, environ, start_response):
+        match = PHOTO_PATH.fullmatch(environ.get("PATH_INFO", ""))
+        if match is None or environ["REQUEST_METHOD"] != "GET":
+            return self._app(environ, start_response)
+        data = self._index.photo(match[1], int(match[2]))
+        if data is None:
+            return _plain(start_response, "404 Not Found", b"no such photo\n")
+        return _plain(start_response, "200 OK", data, "image/png" if data.startswith(b"\x89PNG") else "image/jpeg")
+
+
+def _photo_entry(listing: dict) -> list:
+    return [listing["ListingKey"], listing.get("PhotosCount") or 0, listing.get("PhotoVersion", 0)]
+
+
 # -- authentication -------------------------------------------------------------------------------
 
 class _Gate:
@@ -292,24 +344,32 @@ class SoapFeed:
 
     def publish(self, listings: Iterable[dict], root: Path) -> None:
         """Replace what the service serves (atomically: a running server never reads half a file)."""
+        listings = list(listings)
         records = sorted((_dialect(listing) for listing in listings), key=lambda r: r["SysId"])
+        photos = {listing["ListingId"]: _photo_entry(listing) for listing in listings}
+        with atomic_file(Path(root) / "soap" / "photos.json") as out:
+            out.write(json.dumps(photos, separators=(",", ":")).encode())
         with atomic_file(Path(root) / "soap" / "listings.json") as out:
             out.write(json.dumps(records, separators=(",", ":")).encode())
 
     def start(self, root: Path, username: str = USERNAME, password: str = PASSWORD) -> Running:
-        """Serve on 127.0.0.1, a free port. ``details``: wsdl, username, password, and
-        ``fail(status, count=1)`` to answer the next ``count`` calls with that HTTP status."""
+        """Serve on 127.0.0.1, a free port. ``details``: wsdl, username, password, photo_template
+        (the absolute URL pattern of the photos), and ``fail(status, count=1)`` to answer the next
+        ``count`` calls with that HTTP status."""
         logging.getLogger("spyne.application.client").setLevel(logging.CRITICAL)  # client faults are expected
         store = _Store(Path(root) / "soap" / "listings.json")
         soap = WsgiApplication(Application([ListingsService], tns=NS, name="MlsListings",
                                            in_protocol=Soap11(validator="lxml"), out_protocol=Soap11()))
         gate = _Gate(soap, store, username, password)
-        server = make_server("127.0.0.1", 0, gate, server_class=_ThreadingWSGIServer, handler_class=_QuietHandler)
-        url = f"http://127.0.0.1:{server.server_port}{PATH}"
+        app = _PhotoHost(gate, _PhotoIndex(Path(root) / "soap" / "photos.json"))
+        server = make_server("127.0.0.1", 0, app, server_class=_ThreadingWSGIServer, handler_class=_QuietHandler)
+        base = f"http://127.0.0.1:{server.server_port}"
+        url = base + PATH
         soap.doc.wsdl11.build_interface_document(url)  # spyne would take it from the first Host header
         thread = threading.Thread(target=server.serve_forever, name="sandbox-soap", daemon=True)
         thread.start()
         details = {"wsdl": url + "?wsdl", "username": username, "password": password,
+                   "photo_template": base + PHOTO_TEMPLATE,
                    "fail": lambda status, count=1: gate.failures.extend([status] * count)}
         return Running(url=url, stop=lambda: _stop(server, thread), details=details)
 
@@ -330,8 +390,7 @@ class SoapFeed:
             "parse": {"format": "xml", "record": "Listing"},
             "fields": dict(FIELDS),
             "values": {"StandardStatus": _inverse(STATUS), "PropertyType": _inverse(TYPE)},
-            "images": {"strategy": "url_template",
-                       "template": PHOTO_URL_TEMPLATE.replace("{SourceId}", source_id)},
+            "images": {"strategy": "url_template", "template": details["photo_template"]},
         }
 
     def expected(self, listing: dict) -> dict:
@@ -348,6 +407,13 @@ class SoapFeed:
             "ModificationTimestamp": dt.datetime.fromisoformat(record["LastModified"]),
         }
         return {name: value for name, value in stored.items() if value is not None}
+
+    def expected_photos(self, listing: dict, running: Running | None = None) -> list[dict]:
+        """The listing's photos as the pipeline must link them, ``{"order": n, "url": ...}`` for
+        1..PhotosCount: absolute URLs on ``running``'s server, or their paths when none is given."""
+        template = running.details["photo_template"] if running else PHOTO_TEMPLATE
+        return [{"order": n, "url": template.format(ListingId=listing["ListingId"], n=n)}
+                for n in range(1, (listing.get("PhotosCount") or 0) + 1)]
 
 
 def _dialect(listing: dict) -> dict:

@@ -6,6 +6,12 @@ codes: ``l_status`` A/U/P/S/C/W/X/K/H, ``l_type`` RE/RL/LN/CI/MF/FM/MH, and time
 America/New_York. By default the database is a SQLite file, ``root/sql/mls.db``; ``SqlFeed(url)``
 publishes into a PostgreSQL or MariaDB database instead (tests use that). There is no server to
 start for SQLite: ``start`` only says where the database is.
+
+With ``photos=True`` (``FEED``'s setting) the vendor also keeps its photos in the database:
+``l_pictures`` (``l_uid``, ``seq`` from 1, ``picture`` BLOB / bytea / LONGBLOB, ``descr``,
+``updated`` as a naive Eastern time), rendered by sandbox.photos at the listing's
+``PhotoVersion``; the source reads them with the ``sql_blob`` image strategy. Rendering every
+photo costs a few milliseconds each, which is why it is not the default for ad-hoc feeds.
 """
 
 from __future__ import annotations
@@ -18,14 +24,18 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import (
-    Column, DateTime, Double, Integer, MetaData, Numeric, String, Table, Text, create_engine, delete, insert,
+    Column, DateTime, Double, Integer, LargeBinary, MetaData, Numeric, String, Table, Text, create_engine, delete,
+    insert,
 )
+from sqlalchemy.dialects.mysql import LONGBLOB
 from sqlalchemy.pool import NullPool
 
 from sandbox.feeds import Running
+from sandbox.photos import expected_photo, photo_bytes
 
 VENDOR_ZONE = "America/New_York"
 BATCH = 2000
+PHOTO_BATCH = 100  # rows of image bytes per INSERT: a few MB
 
 STATUS = {
     "Active": "A", "Active Under Contract": "U", "Pending": "P", "Closed": "S", "Coming Soon": "C",
@@ -76,31 +86,49 @@ rets_property = Table(
     Column("l_picts_modified", DateTime),
     Column("lm_modified", DateTime, nullable=False, index=True),
 )
+l_pictures = Table(
+    "l_pictures", metadata,
+    Column("l_uid", String(20), primary_key=True),
+    Column("seq", Integer, primary_key=True),
+    Column("picture", LargeBinary().with_variant(LONGBLOB(), "mysql", "mariadb")),  # MySQL's BLOB stops at 64 KB
+    Column("descr", String(80)),
+    Column("updated", DateTime),
+)
+PHOTO_QUERY = ("SELECT seq AS n, picture AS data, descr AS caption, updated AS modified"
+               " FROM l_pictures WHERE l_uid = :key")
 
 
 class SqlFeed:
-    """The vendor database: SQLite under ``root`` by default, or the database at ``url``."""
+    """The vendor database: SQLite under ``root`` by default, or the database at ``url``;
+    with ``photos``, its ``l_pictures`` table too."""
 
     kind = "sql"
 
-    def __init__(self, url: str | None = None):
+    def __init__(self, url: str | None = None, photos: bool = False):
         self._url = url
+        self.photos = photos
 
     def url(self, root: Path) -> str:
         """The SQLAlchemy URL of the vendor database."""
         return self._url or f"sqlite:///{Path(root).resolve() / 'sql' / 'mls.db'}"
 
     def publish(self, listings: Iterable[dict], root: Path) -> None:
-        """Replace the rows of ``rets_property`` with ``listings``, in one transaction."""
+        """Replace the rows of ``rets_property`` (and ``l_pictures``) with ``listings``, in one transaction."""
         if not self._url:
             (Path(root) / "sql").mkdir(parents=True, exist_ok=True)
+        listings = list(listings)
+        tables = [rets_property, l_pictures] if self.photos else [rets_property]
         engine = create_engine(self.url(root), poolclass=NullPool)
         try:
-            metadata.create_all(engine)
+            metadata.create_all(engine, tables=tables)
             with engine.begin() as connection:
-                connection.execute(delete(rets_property))
+                for table in tables:
+                    connection.execute(delete(table))
                 for batch in _batches(map(_row, listings)):
                     connection.execute(insert(rets_property), batch)
+                if self.photos:
+                    for batch in _batches(_picture_rows(listings), PHOTO_BATCH):
+                        connection.execute(insert(l_pictures), batch)
         finally:
             engine.dispose()
 
@@ -130,8 +158,15 @@ class SqlFeed:
             "parse": self._parse(),
             "fields": dict(COLUMNS),
             "values": {"StandardStatus": _inverse(STATUS), "PropertyType": _inverse(TYPE)},
-            "images": {"strategy": "none"},
+            "images": self._images(running),
         }
+
+    def _images(self, running: Running) -> dict:
+        if not self.photos:
+            return {"strategy": "none"}
+        return {"strategy": "sql_blob", "url": running.url, "query": PHOTO_QUERY, "key_field": "ListingKey",
+                "order_column": "n", "data_column": "data", "caption_column": "caption",
+                "modified_column": "modified", "modified_timezone": VENDOR_ZONE}
 
     def _parse(self) -> dict:
         # SQLite has no datetime type: SQLAlchemy stored text, which comes back as it is
@@ -148,6 +183,14 @@ class SqlFeed:
             stored[name] = Decimal(stored[name]) if stored[name] is not None else None
         return {name: value for name, value in stored.items() if value is not None}
 
+    def expected_photos(self, listing: dict) -> list[dict]:
+        """The listing's photos as the pipeline must store them (``corrupt`` ones rejected):
+        sandbox.photos.expected_photo of 1..PhotosCount at its PhotoVersion; none without ``photos``."""
+        if not self.photos:
+            return []
+        key, version = listing["ListingKey"], listing.get("PhotoVersion", 0)
+        return [expected_photo(key, n, version) for n in range(1, (listing.get("PhotosCount") or 0) + 1)]
+
 
 def _row(listing: dict) -> dict:
     row = {column: listing.get(name) for name, column in COLUMNS.items()}
@@ -160,6 +203,16 @@ def _row(listing: dict) -> dict:
     return row
 
 
+def _picture_rows(listings: Iterable[dict]) -> Iterator[dict]:
+    """One row per photo, its bytes rendered at the listing's current photo version."""
+    for listing in listings:
+        key, version = listing["ListingKey"], listing.get("PhotoVersion", 0)
+        updated = _local(listing["PhotosChangeTimestamp"])
+        for n in range(1, (listing.get("PhotosCount") or 0) + 1):
+            yield {"l_uid": key, "seq": n, "picture": photo_bytes(key, n, version), "descr": f"Photo {n}",
+                   "updated": updated}
+
+
 def _local(moment: dt.datetime) -> dt.datetime:
     """A UTC moment as the vendor's server writes it: naive, Eastern time."""
     return moment.astimezone(ZoneInfo(VENDOR_ZONE)).replace(tzinfo=None)
@@ -169,8 +222,8 @@ def _from_local(naive: dt.datetime) -> dt.datetime:
     return naive.replace(tzinfo=ZoneInfo(VENDOR_ZONE)).astimezone(dt.timezone.utc)
 
 
-def _batches(rows: Iterator[dict]) -> Iterator[list[dict]]:
-    while batch := list(islice(rows, BATCH)):
+def _batches(rows: Iterator[dict], size: int = BATCH) -> Iterator[list[dict]]:
+    while batch := list(islice(rows, size)):
         yield batch
 
 
@@ -178,4 +231,4 @@ def _inverse(mapping: dict[str, str]) -> dict[str, str]:
     return {theirs: ours for ours, theirs in mapping.items()}
 
 
-FEED = SqlFeed()
+FEED = SqlFeed(photos=True)

@@ -70,7 +70,7 @@ def _typed(value, like):
     return Decimal(str(value)) if isinstance(like, Decimal) else value
 
 
-def test_full_pull_follows_next_links_and_equals_what_was_published(fetch, source, listings):
+def test_full_pull_follows_next_links_and_equals_what_was_published(fetch, source, listings, running):
     payload = fetch(source["download"])
     assert [f.path.name for f in payload.files] == [f"page-{n:04d}.json" for n in range(1, 6)]
     assert all(f.format == "odata" and f.size == f.path.stat().st_size for f in payload.files)
@@ -81,8 +81,8 @@ def test_full_pull_follows_next_links_and_equals_what_was_published(fetch, sourc
     for listing in listings:
         record = found[listing["ListingKey"]]
         assert stored(record, listing) == FEED.expected(listing)
-        assert [(m["Order"], m["MediaURL"]) for m in record["Media"]] == [
-            (m["Order"], m["MediaURL"]) for m in listing["Media"]]
+        assert [(n, m["MediaURL"]) for n, m in enumerate(record["Media"], 1)] == [
+            (p["order"], p["url"]) for p in FEED.expected_photos(listing, running)]
 
 
 def test_incremental_pull_filters_on_modification_timestamp_and_keeps_the_extra_filter(fetch, source, listings):
