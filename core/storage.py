@@ -109,8 +109,8 @@ class LocalObjectStore:
         return ObjectInfo(key, path.stat().st_size, md5_file(path))
 
     def list(self, prefix: str) -> Iterator[ObjectInfo]:
-        base = self.root / prefix if prefix else self.root
-        start = base if base.is_dir() else base.parent
+        """Every object whose key starts with ``prefix`` (a string prefix, as S3 matches it)."""
+        start = self.root / prefix if prefix.endswith("/") or not prefix else (self.root / prefix).parent
         if not start.exists():
             return
         for path in sorted(start.rglob("*")):

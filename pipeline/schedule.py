@@ -1,8 +1,9 @@
 """Which runs are due: each source's day starts at its earliest download time, in its own zone.
 
 A day's full run is created once the source's local clock passes ``earliest_download`` (DST
-transitions included: a time that does not exist that day is taken as the instant just after
-the gap). After it succeeds, an incremental run follows every ``repeat_every``, each pulling
+transitions included: a time inside the spring-forward gap is read with the offset before the
+jump, so 02:30 in New York on the day clocks go from 02:00 to 03:00 starts at 03:30 EDT; a time
+the fall-back hour repeats starts at its first occurrence). After it succeeds, an incremental run follows every ``repeat_every``, each pulling
 what changed since the previous run started (less a small overlap, so nothing falls between).
 """
 
@@ -29,7 +30,8 @@ def day_start(source: Source, day: dt.date) -> dt.datetime:
     """The instant (UTC) the source's day may start, DST-correct."""
     tz = ZoneInfo(source.timezone)
     local = dt.datetime.combine(day, source.earliest_download, tzinfo=tz)
-    # Round-trip through UTC: a wall time inside a spring-forward gap becomes a real instant.
+    # Round-trip through UTC: a wall time inside a spring-forward gap becomes a real instant
+    # (fold=0 takes the offset from before the jump: 02:30 EST is 03:30 EDT).
     return local.astimezone(dt.timezone.utc)
 
 

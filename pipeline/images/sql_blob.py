@@ -149,6 +149,8 @@ class SqlBlobSource:
     def photos(self, listing: ListingPhotos) -> list[Photo]:
         """Every photo row of the listing, in order."""
         key = self._key(listing)
+        if key is None:  # this listing lacks the key field: its photos fail, the others go on
+            return [Photo(1, error=f"{listing.listing_key}: images.key_field {self.spec.key_field} is empty")]
         with _translated(self.spec.url), self.engine.connect() as connection:
             result = connection.execute(self.statement, {"key": key})
             columns = _Columns.of(list(result.keys()), self.spec)
@@ -159,9 +161,7 @@ class SqlBlobSource:
         field = self.spec.key_field
         value = {"ListingKey": listing.listing_key, "ListingId": listing.listing_id}.get(field)
         value = listing.record.get(field) if value is None else value
-        if value in (None, ""):
-            raise SourceConfigError(f"images.key_field {field} is empty in listing {listing.listing_key}")
-        return value
+        return None if value in (None, "") else value
 
     def _photo(self, listing: ListingPhotos, order: int, row: Sequence, columns: _Columns) -> Photo:
         data = row[columns.data]

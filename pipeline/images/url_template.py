@@ -42,10 +42,13 @@ class _TemplateSource:
         count = listing.photos_count if self.max_photos is None else min(listing.photos_count, self.max_photos)
         base = {k: v for k, v in listing.record.items() if isinstance(v, (str, int))}
         base.update(SourceId=listing.source_id, ListingKey=listing.listing_key, ListingId=listing.listing_id or "")
-        return [
-            Photo(order=n, url=self.formatter.vformat(self.template, (), _Fields(base, n=n, n0=n - 1)))
-            for n in range(1, count + 1)
-        ]
+        try:
+            return [
+                Photo(order=n, url=self.formatter.vformat(self.template, (), _Fields(base, n=n, n0=n - 1)))
+                for n in range(1, count + 1)
+            ]
+        except SourceConfigError as exc:  # this listing lacks a field: its photos fail, the others go on
+            return [Photo(order=1, error=f"{listing.listing_key}: {exc}")]
 
 
 STRATEGY = UrlTemplateStrategy()
