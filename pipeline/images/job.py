@@ -216,7 +216,12 @@ class ImageJob:
         photo = prepared.photo
         if photo.error:
             counts.failed_because(photo.error)
-            return  # a photo we had stays rather than being lost to a failed fetch
+            if prepared.corrupt and row is not None:
+                # The source now serves garbage at this position: the old image is no longer its photo.
+                if row.storage_key:
+                    obsolete.append(row.storage_key)
+                session.delete(row)
+            return  # after a failed fetch, the photo we had stays rather than being lost
         if photo.url is not None:
             values = dict(url=photo.url, storage_key=None, content_hash=None, content_type=None,
                           bytes=None, width=None, height=None)
