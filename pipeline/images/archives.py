@@ -1,0 +1,388 @@
+"""Where a photo archive is migrated from: a folder, an FTP server, or an HTTP server.
+
+``open_archive(url)`` picks the kind from the URL:
+
+* ``/path``, ``./path`` or ``file:///path`` — a folder tree, walked in name order;
+* ``ftp://user:password@host:port/path`` — an FTP server, walked with MLSD (NLST where the
+  server has none); every worker thread logs in once and keeps its connection;
+* ``http(s)://host/path/`` — an HTTP server. If the URL answers with HTML, it is a directory
+  index (what ``python -m http.server``, nginx ``autoindex`` and Apache produce): links below it
+  are followed, those ending in ``/`` as folders, recursively; sort links (``?C=M``), parents and
+  other hosts are ignored. Anything else (``text/plain``) is a manifest: one path per line,
+  relative to the manifest's folder (or an absolute URL), blank lines and ``#`` comments
+  skipped. Either way the listing streams: only one folder's links are held at a time.
+
+Listings are generators of ``ArchiveFile`` (relative ``/``-separated path, size when known),
+so millions of files never sit in memory. ``read(path, sink)`` streams one file into a
+writable sink. Failures are pipeline errors: ``SourceUnavailable`` (worth retrying),
+``FeedNotFound``, ``SourceAuthError``, ``SourceConfigError``. Their messages never repeat the
+path, so that the migration report can group failures by reason.
+"""
+
+from __future__ import annotations
+
+import ftplib
+import os
+import posixpath
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from html.parser import HTMLParser
+from pathlib import Path
+from typing import BinaryIO, Protocol
+from urllib.parse import quote, unquote, urljoin, urlsplit, urlunsplit
+
+from pipeline.errors import FeedNotFound, PipelineError, SourceAuthError, SourceConfigError, SourceUnavailable
+
+CHUNK = 1 << 16
+
+
+@dataclass(frozen=True)
+class ArchiveFile:
+    path: str               # relative to the archive root, '/'-separated, never starting with '/'
+    size: int | None = None  # when the listing tells
+
+
+class Archive(Protocol):
+    """A source of files. ``walk`` runs in one thread; ``read`` in many at once."""
+
+    url: str  # without any password: this is what the manifest records
+
+    def walk(self) -> Iterator[ArchiveFile]: ...
+    def read(self, path: str, sink: BinaryIO) -> None: ...
+    def close(self) -> None: ...
+
+
+def open_archive(url: str, password: str | None = None, timeout: float = 60.0) -> Archive:
+    """The archive at ``url``; ``password`` (for FTP/HTTP) overrides one written in the URL."""
+    scheme = urlsplit(url).scheme.lower()
+    if scheme in ("", "file"):
+        return FolderArchive(_folder_path(url))
+    if scheme == "ftp":
+        return FtpArchive(url, password, timeout)
+    if scheme in ("http", "https"):
+        return HttpArchive(url, password, timeout)
+    raise SourceConfigError(f"cannot migrate from {scheme}:// (use a folder, file://, ftp:// or http(s)://)")
+
+
+def redact(url: str) -> str:
+    """``url`` without the password of its user part."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.hostname or ""
+    netloc = f"{parts.username}@{host}" + (f":{parts.port}" if parts.port else "")
+    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+
+
+def _folder_path(url: str) -> Path:
+    if url.startswith("file://"):
+        parts = urlsplit(url)
+        return Path(unquote(parts.netloc + parts.path))
+    return Path(url)
+
+
+# -- folder -----------------------------------------------------------------------------------
+
+class FolderArchive:
+    """Files under a local folder; symbolic links to folders are not followed (no cycles)."""
+
+    def __init__(self, root: Path):
+        self.root = Path(root).resolve()
+        if not self.root.is_dir():
+            raise FeedNotFound(f"no folder {self.root}")
+        self.url = self.root.as_uri()
+
+    def walk(self) -> Iterator[ArchiveFile]:
+        yield from self._walk(self.root, "")
+
+    def _walk(self, folder: Path, prefix: str) -> Iterator[ArchiveFile]:
+        try:
+            entries = sorted(os.scandir(folder), key=lambda entry: entry.name)
+        except OSError as exc:
+            raise SourceUnavailable(f"cannot list folder {folder}: {exc.strerror}") from exc
+        for entry in entries:
+            relative = prefix + entry.name
+            if entry.is_dir(follow_symlinks=False):
+                yield from self._walk(Path(entry.path), relative + "/")
+            elif entry.is_file():
+                yield ArchiveFile(relative, entry.stat().st_size)
+
+    def read(self, path: str, sink: BinaryIO) -> None:
+        try:
+            with open(self.root / path, "rb") as source:
+                for chunk in iter(lambda: source.read(CHUNK), b""):
+                    sink.write(chunk)
+        except FileNotFoundError as exc:
+            raise FeedNotFound("the file is gone from the folder") from exc
+        except PermissionError as exc:
+            raise SourceAuthError("no permission to read the file") from exc
+        except OSError as exc:
+            raise SourceUnavailable(f"cannot read the file: {exc.strerror}") from exc
+
+    def close(self) -> None:
+        pass
+
+
+# -- FTP --------------------------------------------------------------------------------------
+
+class FtpArchive:
+    """Files below a folder of an FTP server (passive mode, binary transfers, UTF-8 names)."""
+
+    def __init__(self, url: str, password: str | None, timeout: float):
+        parts = urlsplit(url)
+        if not parts.hostname:
+            raise SourceConfigError(f"no host in {redact(url)!r}")
+        self.host, self.port = parts.hostname, parts.port or 21
+        self.user = unquote(parts.username or "anonymous")
+        self.password = password if password is not None else unquote(parts.password or "")
+        self.root = unquote(parts.path or "/").rstrip("/") or "/"
+        self.timeout = timeout
+        self.url = redact(url)
+        self._local = threading.local()
+        self._all: list[ftplib.FTP] = []
+        self._lock = threading.Lock()
+
+    def walk(self) -> Iterator[ArchiveFile]:
+        ftp = self._login()
+        try:
+            yield from self._walk(ftp, self.root, "")
+        finally:
+            _quit(ftp)
+
+    def _walk(self, ftp: ftplib.FTP, folder: str, prefix: str) -> Iterator[ArchiveFile]:
+        for name, is_dir, size in self._entries(ftp, folder):
+            if is_dir:
+                yield from self._walk(ftp, posixpath.join(folder, name), f"{prefix}{name}/")
+            else:
+                yield ArchiveFile(prefix + name, size)
+
+    def _entries(self, ftp: ftplib.FTP, folder: str) -> list[tuple[str, bool, int | None]]:
+        """(name, is folder, size) of one folder, sorted; MLSD, or NLST where there is none."""
+        with _ftp_errors("list a folder"):
+            try:
+                facts = list(ftp.mlsd(folder, facts=["type", "size"]))
+            except ftplib.error_perm as exc:
+                if not str(exc).startswith(("500", "501", "502")):
+                    raise
+                return self._entries_without_mlsd(ftp, folder)
+        entries = [(name, f.get("type") == "dir", _int(f.get("size"))) for name, f in facts
+                   if f.get("type") in ("dir", "file")]
+        return sorted(entries)
+
+    def _entries_without_mlsd(self, ftp: ftplib.FTP, folder: str) -> list[tuple[str, bool, int | None]]:
+        ftp.voidcmd("TYPE I")  # servers refuse SIZE in ASCII mode
+        entries = []
+        for full in sorted(ftp.nlst(folder)):
+            name = posixpath.basename(full.rstrip("/"))
+            if name not in (".", ".."):
+                entries.append(self._probe_entry(ftp, posixpath.join(folder, name), name))
+        return entries
+
+    def _probe_entry(self, ftp: ftplib.FTP, path: str, name: str) -> tuple[str, bool, int | None]:
+        """(name, is folder, size) of one NLST entry: SIZE answers for files, CWD for folders."""
+        try:
+            return name, False, ftp.size(path)
+        except ftplib.error_perm:
+            pass
+        try:
+            ftp.cwd(path)
+        except ftplib.error_perm:
+            return name, False, None  # neither: a file whose size the server will not tell
+        ftp.cwd("/")
+        return name, True, None
+
+    def read(self, path: str, sink: BinaryIO) -> None:
+        ftp = self._connection()
+        try:
+            with _ftp_errors("download"):
+                ftp.retrbinary(f"RETR {posixpath.join(self.root, path)}", sink.write, blocksize=CHUNK)
+        except SourceUnavailable:
+            self._drop(ftp)  # the control connection may be out of step: start afresh next time
+            raise
+
+    def close(self) -> None:
+        with self._lock:
+            connections, self._all = self._all, []
+        for ftp in connections:
+            _quit(ftp)
+
+    def _connection(self) -> ftplib.FTP:
+        ftp = getattr(self._local, "ftp", None)
+        if ftp is None:
+            ftp = self._local.ftp = self._login()
+            with self._lock:
+                self._all.append(ftp)
+        return ftp
+
+    def _drop(self, ftp: ftplib.FTP) -> None:
+        self._local.ftp = None
+        with self._lock:
+            if ftp in self._all:
+                self._all.remove(ftp)
+        ftp.close()
+
+    def _login(self) -> ftplib.FTP:
+        ftp = ftplib.FTP(timeout=self.timeout, encoding="utf-8")
+        try:
+            with _ftp_errors("log in"):
+                ftp.connect(self.host, self.port, timeout=self.timeout)
+                ftp.login(self.user, self.password)
+                ftp.set_pasv(True)
+        except PipelineError:
+            ftp.close()
+            raise
+        return ftp
+
+
+class _ftp_errors:
+    """Translates ftplib's errors to pipeline errors, for one kind of operation."""
+
+    def __init__(self, doing: str):
+        self.doing = doing
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, kind, exc, tb):
+        if exc is None or isinstance(exc, PipelineError):
+            return False
+        reply = str(exc).strip()
+        if isinstance(exc, ftplib.error_perm):
+            if reply.startswith("530"):
+                raise SourceAuthError(f"FTP refused the login: {reply}") from exc
+            if reply.startswith("550"):
+                raise FeedNotFound(f"FTP could not {self.doing}: {reply}") from exc
+            raise SourceConfigError(f"FTP could not {self.doing}: {reply}") from exc
+        if isinstance(exc, (ftplib.Error, OSError, EOFError)):
+            raise SourceUnavailable(f"FTP could not {self.doing}: {exc.__class__.__name__}: {reply}") from exc
+        return False
+
+
+def _quit(ftp: ftplib.FTP) -> None:
+    try:
+        ftp.quit()
+    except (OSError, EOFError, ftplib.Error):
+        pass
+    ftp.close()
+
+
+def _int(text: str | None) -> int | None:
+    return int(text) if text and text.isdigit() else None
+
+
+# -- HTTP -------------------------------------------------------------------------------------
+
+class HttpArchive:
+    """Files linked from an HTTP directory index (recursively), or listed in a manifest."""
+
+    def __init__(self, url: str, password: str | None, timeout: float):
+        import requests
+
+        parts = urlsplit(url)
+        if not parts.hostname:
+            raise SourceConfigError(f"no host in {redact(url)!r}")
+        user = unquote(parts.username) if parts.username else None
+        secret = password if password is not None else unquote(parts.password or "")
+        self.auth = (user, secret) if user else None
+        host = parts.hostname + (f":{parts.port}" if parts.port else "")
+        self.start = urlunsplit((parts.scheme, host, parts.path or "/", parts.query, ""))
+        self.base = self.start if self.start.endswith("/") else self.start.rsplit("/", 1)[0] + "/"
+        self.url = redact(url)
+        self.timeout = timeout
+        self._requests = requests
+        self._local = threading.local()
+
+    def walk(self) -> Iterator[ArchiveFile]:
+        with self._get(self.start, "list the archive") as reply:
+            kind = reply.headers.get("content-type", "").split(";")[0].strip().lower()
+            if kind not in ("text/html", "application/xhtml+xml"):
+                yield from self._manifest(reply)
+                return
+            page, final = reply.text, reply.url  # an index may redirect /photos to /photos/
+        self.base = final if final.endswith("/") else final + "/"
+        yield from self._index(self.base, page)
+
+    def _index(self, folder: str, page: str) -> Iterator[ArchiveFile]:
+        for link in sorted(_links_below(folder, page)):
+            if link.endswith("/"):
+                with self._get(link, "list a folder") as reply:
+                    sub_page = reply.text
+                yield from self._index(link, sub_page)
+            else:
+                yield ArchiveFile(unquote(link[len(self.base):]))
+
+    def _manifest(self, reply) -> Iterator[ArchiveFile]:
+        for number, raw in enumerate(reply.iter_lines(decode_unicode=False), 1):
+            line = raw.decode("utf-8", "replace").strip()
+            if line and not line.startswith("#"):
+                yield ArchiveFile(self._manifest_path(line, number))
+
+    def _manifest_path(self, line: str, number: int) -> str:
+        """A manifest line as a path relative to the manifest's folder."""
+        if not line.startswith(("http://", "https://")):
+            return line.lstrip("/")
+        url = urlunsplit(urlsplit(line)._replace(query="", fragment=""))
+        if not url.startswith(self.base):
+            raise SourceConfigError(f"manifest line {number}: {line!r} is not below {self.base}")
+        return unquote(url[len(self.base):])
+
+    def read(self, path: str, sink: BinaryIO) -> None:
+        with self._get(self.base + quote(path), "download") as reply:
+            for chunk in reply.iter_content(CHUNK):
+                sink.write(chunk)
+
+    def close(self) -> None:
+        pass
+
+    def _get(self, url: str, doing: str):
+        session = getattr(self._local, "session", None)
+        if session is None:
+            session = self._local.session = self._requests.Session()
+        try:
+            reply = session.get(url, auth=self.auth, timeout=self.timeout, stream=True)
+        except self._requests.RequestException as exc:
+            raise SourceUnavailable(f"HTTP could not {doing}: {exc.__class__.__name__}") from exc
+        _check_status(reply, doing)
+        return reply
+
+
+def _check_status(reply, doing: str) -> None:
+    status = reply.status_code
+    if status < 300:
+        return
+    reply.close()
+    message = f"HTTP {status} {reply.reason} when trying to {doing}"
+    if status in (401, 403):
+        raise SourceAuthError(message)
+    if status in (404, 410):
+        raise FeedNotFound(message)
+    if status >= 500 or status in (408, 429):
+        raise SourceUnavailable(message)
+    raise SourceConfigError(message)
+
+
+class _Links(HTMLParser):
+    def __init__(self):
+        super().__init__(convert_charrefs=True)
+        self.hrefs: list[str] = []
+
+    def handle_starttag(self, tag, attrs):
+        if tag == "a":
+            self.hrefs.extend(value for name, value in attrs if name == "href" and value)
+
+
+def _links_below(folder: str, page: str) -> set[str]:
+    """Absolute URLs of the links in ``page`` that lie strictly below ``folder``."""
+    parser = _Links()
+    parser.feed(page)
+    links = set()
+    for href in parser.hrefs:
+        url = urljoin(folder, href)
+        parts = urlsplit(url)
+        if parts.query or parts.scheme not in ("http", "https"):
+            continue  # sort links (?C=N;O=D) and mailto: and the like
+        url = urlunsplit((parts.scheme, parts.netloc, parts.path, "", ""))
+        if url.startswith(folder) and len(url) > len(folder):
+            links.add(url)
+    return links
