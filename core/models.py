@@ -302,7 +302,8 @@ class MigrationItem(Base):
     dest_key: Mapped[str] = mapped_column(Text)
     size: Mapped[int | None] = mapped_column(BigId)
     md5: Mapped[str | None] = mapped_column(String(32))
-    status: Mapped[str] = mapped_column(String(16), default="pending")  # pending|copied|skipped|failed
+    # pending | copying (claimed; back to pending when a run restarts) | copied | skipped | failed
+    status: Mapped[str] = mapped_column(String(16), default="pending")
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     error: Mapped[str | None] = mapped_column(Text)
     verified_at: Mapped[dt.datetime | None]

@@ -11,6 +11,9 @@ import pytest
 
 from tests.support.databases import MARIADB_ENV, POSTGRES_ENV, fresh_database, server_url
 
+# A real S3 server (SeaweedFS) for the tests that ask for it: fixtures s3_server, s3_bucket, s3_proxy.
+pytest_plugins = ["tests.support.s3"]
+
 SERVICE_BACKENDS = ["sqlite", "postgres"]
 
 

@@ -10,7 +10,6 @@ import json
 
 import pytest
 
-pytest_plugins = ["tests.support.s3"]
 import requests
 import zeep
 from sqlalchemy import select

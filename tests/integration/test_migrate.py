@@ -29,7 +29,6 @@ from mlsfeeds.cli import main
 from pipeline.images import manifest
 from tests.conftest import backend_param
 
-pytest_plugins = ["tests.support.s3"]
 
 ROOT = Path(__file__).resolve().parents[2]
 SOURCES = ("naples", "miami", "tampa")

@@ -17,7 +17,6 @@ import pytest
 
 from core.storage import LocalObjectStore, ObjectMissing, S3ObjectStore, StorageError
 
-pytest_plugins = ["tests.support.s3"]
 
 MULTIPART_SIZE = 64 * 1024 * 1024 + 1  # S3ObjectStore.put_file goes multipart above 64 MiB
 

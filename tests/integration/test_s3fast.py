@@ -29,7 +29,6 @@ from core.s3fast import (
     upload_many,
 )
 
-pytest_plugins = ["tests.support.s3"]
 
 QUICK = RetryPolicy(max_attempts=4, base=0.01, cap=0.05)
 

