@@ -141,8 +141,12 @@ class Listing(Base):
         Index(None, "source_id", "standard_status"),
         Index(None, "city"),
         Index(None, "postal_code"),
-        Index(None, "list_price"),
-        Index(None, "modification_timestamp"),
+        # The search orders: (column, id) lets a page stop after its own rows (service/search.py).
+        Index(None, "list_price", "id"),
+        Index(None, "modification_timestamp", "id"),
+        Index(None, "listing_key", "id"),
+        # The usual search (status, type, price; entitlement by source) counted from the index alone.
+        Index("ix_listings_search_count", "standard_status", "property_type", "list_price", "source_id", "removed_at"),
         Index(None, "latitude", "longitude"),
     )
 

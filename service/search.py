@@ -1,8 +1,9 @@
 """SearchListings: filters, entitlement, exact counts and keyset paging.
 
-Rows are ordered by a key that is total and NULL-safe: (nulls-last flag, sort column, id).
-Each page continues strictly after the last key of the previous one, so walking the pages
-returns every matching listing once, even while other rows are inserted or removed.
+Rows are ordered by (sort column, id), listings without the sort value last (by id). Each page
+continues strictly after the last key of the previous one, so walking the pages returns every
+matching listing once, even while other rows are inserted or removed; and since the order is
+plain columns, an index on (column, id) serves it and a page reads only its own rows.
 """
 
 from __future__ import annotations
@@ -11,12 +12,11 @@ import datetime as dt
 from dataclasses import asdict, dataclass
 from decimal import Decimal, InvalidOperation
 
-from sqlalchemy import Select, and_, case, func, literal, or_, select, tuple_
+from sqlalchemy import func, literal, or_, select, tuple_
 from sqlalchemy.orm import Session
 
 from core.models import Listing
 from core.reso import STANDARD_STATUS
-from core.types import UTCDateTime
 from service.auth import Caller
 from service.errors import Forbidden, InvalidArgument
 from service.paging import PageTokens, fingerprint
@@ -25,7 +25,6 @@ DEFAULT_PAGE_SIZE = 25
 MAX_PAGE_SIZE = 200
 EARTH_RADIUS_MILES = 3958.7613
 MAX_RADIUS_MILES = 500.0
-_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
 
 SORT_COLUMNS = {
     "ListPrice": Listing.list_price,
@@ -90,20 +89,61 @@ def search(
     query.validate()
     where = _filters(query) + _entitlement(caller, query.source_ids)
     query_print = fingerprint(asdict(query))
-    order = _sort_key(query.sort_by, query.descending)
-    stmt: Select = select(Listing).where(*where)
-    if page_token:
-        position = _decode_position(query.sort_by, tokens.read(page_token, query_print))
-        after = tuple_(*order) < tuple_(*position) if query.descending else tuple_(*order) > tuple_(*position)
-        stmt = stmt.where(after)
-    direction = [c.desc() for c in order] if query.descending else list(order)
-    rows = list(session.scalars(stmt.order_by(*direction).limit(size + 1)))
+    position = _decode_position(query.sort_by, tokens.read(page_token, query_print)) if page_token else None
+    rows, last = _page(session, where, query, position, size + 1)
     total = session.scalar(select(func.count()).select_from(Listing).where(*where))
     next_token = None
     if len(rows) > size:
-        rows = rows[:size]
-        next_token = tokens.issue(query_print, _encode_position(query.sort_by, rows[-1], query.descending))
+        rows, last = rows[:size], last[:size]
+        next_token = tokens.issue(query_print, last[-1])
     return SearchPage(total=total or 0, rows=rows, next_token=next_token)
+
+
+def _page(session: Session, where: list, query: SearchQuery, position: list | None, limit: int):
+    """Up to ``limit`` rows after ``position``, and the position of each row.
+
+    Two plain keyset phases instead of one NULL-safe sort expression, so that an index on
+    (column, id) serves the order and the database stops after ``limit`` rows: first the rows
+    that have the sort value, ordered by (value, id); then, nulls last, those without it, by id.
+    """
+    column = SORT_COLUMNS[query.sort_by]
+    phase = position[0] if position else 0
+    rows: list[Listing] = []
+    if phase == 0:
+        rows = _valued(session, where, column, query.descending, position, limit)
+    positions = [[0, _jsonable(getattr(r, column.key)), r.id] for r in rows]
+    if len(rows) < limit and query.sort_by != "ListingKey":  # listing keys are never NULL
+        after_id = position[2] if position and phase == 1 else None
+        nulls = _nulls(session, where, column, query.descending, after_id, limit - len(rows))
+        rows += nulls
+        positions += [[1, None, r.id] for r in nulls]
+    return rows, positions
+
+
+def _valued(session, where, column, descending: bool, position, limit: int) -> list[Listing]:
+    stmt = select(Listing).where(*where, column.is_not(None))
+    if position:
+        value, row_id = literal(position[1], column.type), literal(position[2])
+        keyset = tuple_(column, Listing.id)
+        stmt = stmt.where(keyset < tuple_(value, row_id) if descending else keyset > tuple_(value, row_id))
+    order = [column.desc(), Listing.id.desc()] if descending else [column, Listing.id]
+    return list(session.scalars(stmt.order_by(*order).limit(limit)))
+
+
+def _nulls(session, where, column, descending: bool, after_id: int | None, limit: int) -> list[Listing]:
+    stmt = select(Listing).where(*where, column.is_(None))
+    if after_id is not None:
+        stmt = stmt.where(Listing.id < after_id if descending else Listing.id > after_id)
+    order = Listing.id.desc() if descending else Listing.id
+    return list(session.scalars(stmt.order_by(order).limit(limit)))
+
+
+def _jsonable(value):
+    if isinstance(value, dt.datetime):
+        return value.isoformat()
+    if isinstance(value, Decimal):
+        return str(value)
+    return value
 
 
 def _page_size(value: int | None) -> int:
@@ -222,47 +262,21 @@ def _radius(latitude: float, longitude: float, miles: float) -> list:
     return prefilter + [distance <= miles]
 
 
-def _sort_key(sort_by: str, descending: bool) -> tuple:
-    column = SORT_COLUMNS[sort_by]
-    if sort_by == "ListingKey":
-        return (column, Listing.id)
-    # NULLs last in both directions: the flag sorts the way the other columns do.
-    is_null = case((column.is_(None), 0 if descending else 1), else_=1 if descending else 0)
-    return (is_null, func.coalesce(column, _zero(sort_by)), Listing.id)
-
-
-def _zero(sort_by: str):
-    if sort_by == "ModificationTimestamp":
-        return literal(_EPOCH, UTCDateTime())
-    return literal(Decimal(0))
-
-
-def _encode_position(sort_by: str, row: Listing, descending: bool) -> list:
-    if sort_by == "ListingKey":
-        return [row.listing_key, row.id]
-    value = getattr(row, SORT_COLUMNS[sort_by].key)
-    flag = (0 if descending else 1) if value is None else (1 if descending else 0)
-    if value is None:
-        text = None
-    elif isinstance(value, dt.datetime):
-        text = value.isoformat()
-    else:
-        text = str(value)
-    return [flag, text, row.id]
-
-
-def _decode_position(sort_by: str, position: list) -> tuple:
+def _decode_position(sort_by: str, position: list) -> list:
+    """[phase, sort value, id] as the page queries want them; anything else is a forged token."""
     try:
-        if sort_by == "ListingKey":
-            key, row_id = position
-            return (literal(str(key)), literal(int(row_id)))
-        flag, text, row_id = position
+        phase, text, row_id = position
+        phase, row_id = int(phase), int(row_id)
+        if phase not in (0, 1) or (phase == 0) == (text is None):
+            raise ValueError("inconsistent position")
         if text is None:
-            value = _zero(sort_by)
+            value = None
         elif sort_by == "ModificationTimestamp":
-            value = literal(dt.datetime.fromisoformat(text), UTCDateTime())
+            value = dt.datetime.fromisoformat(text)
+        elif sort_by == "ListPrice":
+            value = Decimal(text)
         else:
-            value = literal(Decimal(text))
-        return (literal(int(flag)), value, literal(int(row_id)))
+            value = str(text)
+        return [phase, value, row_id]
     except (TypeError, ValueError, InvalidOperation):
         raise InvalidArgument("PageToken is not a token this service issued") from None
