@@ -1,8 +1,9 @@
-"""The RETS recordings of shared/fixtures/rets (real replies of production servers), for tests.
+"""Real RETS recordings (replies of production servers), for tests.
 
-They live beside the repository (``../shared/fixtures/rets``); a test that needs one is skipped,
-saying where it looked, when the folder is absent. Some librets recordings begin with an HTTP
-status line and headers: ``recording`` splits them off.
+Copied into tests/fixtures/rets from the project's shared fixtures, licences and provenance
+included (tests/fixtures/rets/SOURCES.md: refindlyllc/rets, MIT; NAR libRETS, permissive
+notice). A test that needs one is skipped, saying where it looked, when the file is absent.
+Some librets recordings begin with an HTTP status line and headers: ``recording`` splits them off.
 """
 
 from __future__ import annotations
@@ -13,14 +14,14 @@ from pathlib import Path
 
 import pytest
 
-FIXTURES = Path(__file__).resolve().parents[2].parent / "shared" / "fixtures" / "rets"
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "rets"
 
 
 def fixture(relative: str) -> Path:
     """The path of one recording; skips the test when the fixtures are not there."""
     path = FIXTURES / relative
     if not path.is_file():
-        pytest.skip(f"RETS fixture {relative} not found under {FIXTURES} (shared/ beside the repository)")
+        pytest.skip(f"RETS fixture {relative} not found under {FIXTURES}")
     return path
 
 
