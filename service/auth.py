@@ -34,6 +34,7 @@ PASSWORD_DIGEST = (
 )
 BAD_CREDENTIALS = "invalid username or password"
 _URLSAFE = str.maketrans("-_", "+/")
+RECENT = 30  # seconds a verified password (and the caller it gave) is trusted without a lookup
 
 
 @dataclass(frozen=True)
@@ -68,9 +69,7 @@ class Authenticator:
         self._secret = secret_key.encode()
         self._window = dt.timedelta(seconds=created_window)
         self._clock = clock
-        # Successful scrypt checks, remembered briefly: a slow hash on every call would cap
-        # the service at a few dozen requests per second per core.
-        self._verified: dict[tuple[str, bytes], float] = {}
+        self._verified: dict[bytes, tuple[float, Caller]] = {}  # see _recent
         self._lock = threading.Lock()
 
     def authenticate(self, session: Session, environ: dict, envelope) -> Caller:
@@ -79,6 +78,8 @@ class Authenticator:
             raise AuthenticationFailed(
                 "no credentials: send HTTP Basic authentication or a WS-Security UsernameToken"
             )
+        if not credentials.digest and (known := self._recent(credentials)) is not None:
+            return known
         client = session.scalar(
             select(Client)
             .where(Client.name == credentials.username, Client.enabled.is_(True))
@@ -91,21 +92,33 @@ class Authenticator:
         elif not self._check_password(client, credentials.password):
             raise AuthenticationFailed(BAD_CREDENTIALS)
         sources = None if client.all_sources else frozenset(s.source_id for s in client.sources)
-        return Caller(name=client.name, role=client.role, sources=sources)
+        caller = Caller(name=client.name, role=client.role, sources=sources)
+        if not credentials.digest:
+            self._remember(credentials, caller)
+        return caller
 
-    def _check_password(self, client: Client, password: str) -> bool:
-        key = (client.name, hmac.digest(self._secret, f"{password}\0{client.password_hash}".encode(), "sha256"))
-        now = time.monotonic()
+    def _recent(self, credentials: Credentials) -> Caller | None:
+        """A caller these exact credentials authenticated less than RECENT seconds ago.
+
+        A slow hash on every call would cap the service at a few dozen requests per second per
+        core, and the client lookup costs a query; so a verified password is trusted briefly.
+        A disabled client, a new password or new entitlements take effect within RECENT seconds.
+        """
         with self._lock:
-            if self._verified.get(key, 0) > now:
-                return True
-        if not verify_password(password, client.password_hash):
-            return False
+            entry = self._verified.get(self._cache_key(credentials))
+        return entry[1] if entry and entry[0] > time.monotonic() else None
+
+    def _remember(self, credentials: Credentials, caller: Caller) -> None:
         with self._lock:
             if len(self._verified) > 10_000:
                 self._verified.clear()
-            self._verified[key] = now + 300
-        return True
+            self._verified[self._cache_key(credentials)] = (time.monotonic() + RECENT, caller)
+
+    def _cache_key(self, credentials: Credentials) -> bytes:
+        return hmac.digest(self._secret, f"{credentials.username}\0{credentials.password}".encode(), "sha256")
+
+    def _check_password(self, client: Client, password: str) -> bool:
+        return verify_password(password, client.password_hash)
 
     def _check_digest(self, session: Session, client: Client, cred: Credentials) -> None:
         if cred.nonce is None or cred.created is None:
