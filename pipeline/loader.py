@@ -17,7 +17,7 @@ from decimal import Decimal
 from itertools import islice
 from typing import Any
 
-from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy import bindparam, insert, select, text, update
 from sqlalchemy.orm import Session
 
 from core.models import Listing
@@ -45,6 +45,7 @@ def load_listings(
     batch_size: int = BATCH,
 ) -> LoadCounts:
     """Upsert mapped (RESO-named) records of one source; ``seen_at`` stamps every row touched."""
+    _plan_each_lookup(session)
     counts = LoadCounts()
     for batch in _batches(records, batch_size):
         counts.add(_load_batch(session, source_id, batch, seen_at))
@@ -59,6 +60,19 @@ def mark_removed(session: Session, source_id: str, seen_before: dt.datetime, now
         .values(removed_at=now)
     )
     return result.rowcount or 0
+
+
+def _plan_each_lookup(session: Session) -> None:
+    """On PostgreSQL, plan every statement of this load with its actual parameters.
+
+    psycopg prepares a statement once it has run five times, and PostgreSQL may then switch to
+    a generic plan. For the key lookup (``source_id = $1 AND listing_key IN ($2..$2001)``) the
+    generic plan, costed on a table whose statistics never saw this transaction's rows, reads
+    every row of the source: a 120,000-listing load fell from 6,000 to 600 rows/s as it grew.
+    A custom plan costs a tenth of a millisecond and always probes the unique index.
+    """
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text("SET LOCAL plan_cache_mode = force_custom_plan"))
 
 
 def row_values(record: dict[str, Any]) -> dict[str, Any]:
