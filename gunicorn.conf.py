@@ -11,16 +11,19 @@ _settings = Settings.from_env()
 
 bind = _settings.bind
 workers = _settings.workers or multiprocessing.cpu_count() * 2 + 1
-worker_class = "sync"          # spyne is synchronous; queries are short
+# Each worker reads requests whole in an event loop (slow clients cost a buffer, not a worker),
+# then runs the application one request at a time: see service/server.py.
+worker_class = "service.server.BufferingWorker"
+worker_connections = 1000      # open connections per worker; the longest-idle one makes room
 timeout = 30                   # a worker silent this long is killed and replaced
 graceful_timeout = 20
-keepalive = 5
+keepalive = 15                 # seconds an idle keep-alive connection is kept
 max_requests = 10_000          # recycle workers now and then, with jitter so not all at once
 max_requests_jitter = 1_000
 limit_request_line = 8190
 accesslog = "-"
 # No request bodies in the log, ever: they carry credentials (WS-Security) and client queries.
-access_log_format = '%(h)s "%(r)s" %(s)s %(B)s %(M)sms "%(a)s"'
+access_log_format = '%(t)s %(h)s "%(r)s" %(s)s %(B)s %(M)sms "%(a)s"'
 errorlog = "-"
 loglevel = _settings.log_level.lower()
 proc_name = "mlsfeeds-soap"

@@ -39,6 +39,9 @@ class Settings:
     photo_grace_days: int = 7
     photo_threads: int = 8
     photo_url_ttl: int = 3600
+    max_request_bytes: int = 1024 * 1024
+    header_timeout: int = 10
+    body_timeout: int = 30
     environ: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
 
     @property
@@ -73,6 +76,9 @@ class Settings:
             photo_grace_days=_non_negative_int(env, "MLSFEEDS_PHOTO_GRACE_DAYS", 7),
             photo_threads=_positive_int(env, "MLSFEEDS_PHOTO_THREADS") or 8,
             photo_url_ttl=_positive_int(env, "MLSFEEDS_PHOTO_URL_TTL") or 3600,
+            max_request_bytes=_positive_int(env, "MLSFEEDS_MAX_REQUEST_BYTES") or 1024 * 1024,
+            header_timeout=_positive_int(env, "MLSFEEDS_HEADER_TIMEOUT") or 10,
+            body_timeout=_positive_int(env, "MLSFEEDS_BODY_TIMEOUT") or 30,
             environ=env,
         )
 
