@@ -1,4 +1,4 @@
-"""XML feeds, streamed with lxml's iterparse: memory stays flat however large the file.
+"""XML feeds, streamed with lxml's pull parser: memory stays flat however large the file.
 
 Spec keys:
 
@@ -36,6 +36,7 @@ from lxml import etree
 from pipeline.errors import FeedFormatError, SourceConfigError
 
 XSI = "{http://www.w3.org/2001/XMLSchema-instance}"
+CHUNK = 64 * 1024
 
 
 class XmlParser:
@@ -43,19 +44,37 @@ class XmlParser:
 
     def records(self, stream: BinaryIO, spec: dict[str, Any]) -> Iterator[dict[str, Any]]:
         record = _record_name(spec)
-        events = etree.iterparse(
-            stream, events=("end",), tag=(f"{{*}}{record}", "{*}Fault"), encoding=spec.get("encoding")
-        )
+        for element in _elements(stream, (f"{{*}}{record}", "{*}Fault"), spec.get("encoding")):
+            if _local(element.tag) != record:
+                raise _fault(element)
+            yield flatten(element)
+            _release(element)
+
+
+def _elements(stream: BinaryIO, tags: tuple[str, ...], encoding: str | None) -> Iterator[etree._Element]:
+    """Each ``tags`` element once it is complete; the records before a syntax error come out
+    before the error does (a pull parser keeps the events it parsed before failing, where
+    iterparse on lxml 6 raises first)."""
+    try:
+        parser = etree.XMLPullParser(events=("end",), tag=tags, encoding=encoding)
+    except LookupError as exc:  # an unknown encoding given in the spec
+        raise FeedFormatError(f"cannot read the XML: {exc}") from exc
+    while True:
+        chunk = stream.read(CHUNK)
+        failure = None
         try:
-            for _, element in events:
-                if _local(element.tag) != record:
-                    raise _fault(element)
-                yield flatten(element)
-                _release(element)
+            parser.feed(chunk) if chunk else parser.close()
         except etree.XMLSyntaxError as exc:
-            raise FeedFormatError(f"malformed XML: {exc.msg}", line=exc.lineno or None) from exc
-        except LookupError as exc:  # an unknown encoding, given or declared
+            failure = FeedFormatError(f"malformed XML: {exc.msg}", line=exc.lineno or None)
+            failure.__cause__ = exc
+        except LookupError as exc:  # an unknown encoding declared by the document
             raise FeedFormatError(f"cannot read the XML: {exc}") from exc
+        for _, element in parser.read_events():
+            yield element
+        if failure is not None:
+            raise failure
+        if not chunk:
+            return
 
 
 def _record_name(spec: dict[str, Any]) -> str:
