@@ -52,25 +52,28 @@ class XmlParser:
 
 
 def _elements(stream: BinaryIO, tags: tuple[str, ...], encoding: str | None) -> Iterator[etree._Element]:
-    """Each ``tags`` element once it is complete; the records before a syntax error come out
-    before the error does (a pull parser keeps the events it parsed before failing, where
-    iterparse on lxml 6 raises first)."""
     try:
-        parser = etree.XMLPullParser(events=("end",), tag=tags, encoding=encoding)
-    except LookupError as exc:  # an unknown encoding given in the spec
+        for _, element in pull_events(stream, events=("end",), tag=tags, encoding=encoding):
+            yield element
+    except etree.XMLSyntaxError as exc:
+        raise FeedFormatError(f"malformed XML: {exc.msg}", line=exc.lineno or None) from exc
+    except LookupError as exc:  # an unknown encoding, given or declared
         raise FeedFormatError(f"cannot read the XML: {exc}") from exc
+
+
+def pull_events(stream: BinaryIO, **options) -> Iterator[tuple[str, etree._Element]]:
+    """iterparse's (event, element) pairs, read in chunks through a pull parser, so that the
+    events parsed before a syntax error come out before the error does (on lxml 6, iterparse
+    raises first and a tiny document's records are lost with it)."""
+    parser = etree.XMLPullParser(**options)
     while True:
         chunk = stream.read(CHUNK)
         failure = None
         try:
             parser.feed(chunk) if chunk else parser.close()
         except etree.XMLSyntaxError as exc:
-            failure = FeedFormatError(f"malformed XML: {exc.msg}", line=exc.lineno or None)
-            failure.__cause__ = exc
-        except LookupError as exc:  # an unknown encoding declared by the document
-            raise FeedFormatError(f"cannot read the XML: {exc}") from exc
-        for _, element in parser.read_events():
-            yield element
+            failure = exc
+        yield from parser.read_events()
         if failure is not None:
             raise failure
         if not chunk:

@@ -28,6 +28,7 @@ from pipeline.connectors.rets.replies import (
     error_for,
 )
 from pipeline.errors import FeedFormatError
+from pipeline.parsers.xml import pull_events
 
 DEFAULT_DELIMITER = "\t"
 KNOWN = frozenset({"COUNT", "DELIMITER", "COLUMNS", "DATA", "MAXROWS", "RETS-STATUS"})
@@ -120,7 +121,7 @@ class CompactReader:
             raise FeedFormatError("empty reply where RETS XML was expected", where=self._where)
 
     def _events(self) -> Iterator[Row]:
-        events = etree.iterparse(
+        events = pull_events(
             self._stream, events=("start", "end"), encoding=self._encoding,
             resolve_entities=False, no_network=True, huge_tree=True,
         )
