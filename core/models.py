@@ -27,7 +27,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
-from core.types import BigId, UTCDateTime, utcnow
+from core.types import BigId, UTCDateTime, generation_start, utcnow
 
 NAMING = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -59,6 +59,11 @@ class Source(Base):
     images: Mapped[dict[str, Any]] = mapped_column(default=dict)
     # What the connector left after the last successful download (ETag, files seen...).
     state: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    # Bumped by database triggers whenever a listing of this source is inserted, deleted or has a
+    # searchable column changed (migration 0006): a count cached under a value is never stale.
+    # It starts at a time in microseconds, so a source deleted and created again never repeats
+    # a value its predecessor had.
+    data_generation: Mapped[int] = mapped_column(BigId, default=generation_start, server_default="0")
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 

@@ -41,3 +41,10 @@ class UTCDateTime(TypeDecorator[dt.datetime]):
 
 def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.timezone.utc)
+
+
+def generation_start() -> int:
+    """A new source's first data generation: the time in microseconds (see Source.data_generation)."""
+    import time
+
+    return time.time_ns() // 1000

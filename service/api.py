@@ -1,20 +1,21 @@
-"""The four SOAP operations. Each runs inside one database session opened by the application
-(see app.py) and turns ORM rows into wire objects before the session closes."""
+"""The contract: the four SOAP operations as spyne declarations, from which the WSDL is written.
+
+The service answers through its own endpoint (service/endpoint.py), which decodes requests and
+writes responses from these same declarations. The spyne methods below still work: they run
+the same operations (service/operations.py) and let spyne serialize the result, which makes
+this module the reference implementation that the endpoint's output is tested against.
+"""
 
 from __future__ import annotations
 
-from spyne import Boolean, DateTime, Decimal, Double, Integer32, Integer64, ServiceBase, rpc
-from sqlalchemy import select
+from collections.abc import Mapping
 
-from core.models import Listing, Media
-from service import feeds, photos
-from service.errors import Forbidden, NotFound
+from spyne import Boolean, DateTime, Decimal, Double, Integer32, Integer64, ServiceBase, rpc
+from spyne.model.complex import Array, ComplexModelBase
+
+from service import operations
 from service.faults import DECLARED
-from service.search import SearchQuery, search
 from service.types import (
-    DETAIL_FIELDS,
-    SUMMARY_FIELDS,
-    ExtraField,
     FeedStatusArray,
     ImageArray,
     ListingSummaryArray,
@@ -58,26 +59,7 @@ class ListingService(ServiceBase):
                        MinPrice, MaxPrice, MinBedrooms, MinBathrooms, North, South, East, West,
                        Latitude, Longitude, RadiusMiles, ModifiedSince, SortBy, SortDescending,
                        PageSize, PageToken):
-        query = SearchQuery(
-            source_ids=tuple(SourceId or ()),
-            city=City,
-            postal_code=PostalCode,
-            statuses=tuple(StandardStatus or ()),
-            property_types=tuple(PropertyType or ()),
-            min_price=MinPrice,
-            max_price=MaxPrice,
-            min_bedrooms=MinBedrooms,
-            min_bathrooms=MinBathrooms,
-            north=North, south=South, east=East, west=West,
-            latitude=Latitude, longitude=Longitude, radius_miles=RadiusMiles,
-            modified_since=ModifiedSince,
-            sort_by=SortBy or "ListingKey",
-            descending=bool(SortDescending),
-        )
-        udc = ctx.udc
-        page = search(udc.session, udc.caller, query, udc.tokens, PageSize, PageToken)
-        summaries = [_summary(row) for row in page.rows]
-        return page.total, page.next_token, summaries
+        return _reference(ctx, "SearchListings", locals())
 
     @rpc(
         required(Text),
@@ -87,8 +69,7 @@ class ListingService(ServiceBase):
         _throws=DECLARED,
     )
     def GetListing(ctx, SourceId, ListingKey):
-        row = _visible_listing(ctx.udc, SourceId, ListingKey)
-        return _detail(row)
+        return _reference(ctx, "GetListing", locals())
 
     @rpc(
         required(Text),
@@ -98,11 +79,7 @@ class ListingService(ServiceBase):
         _throws=DECLARED,
     )
     def GetListingImages(ctx, SourceId, ListingKey):
-        row = _visible_listing(ctx.udc, SourceId, ListingKey)
-        media = ctx.udc.session.scalars(
-            select(Media).where(Media.listing_id == row.id).order_by(Media.order)
-        )
-        return [photos.image(m, ctx.udc.photo_urls) for m in media]
+        return _reference(ctx, "GetListingImages", locals())
 
     @rpc(
         optional(Text),
@@ -111,33 +88,27 @@ class ListingService(ServiceBase):
         _throws=DECLARED,
     )
     def GetFeedStatus(ctx, SourceId):
-        return feeds.statuses(ctx.udc.session, ctx.udc.caller, SourceId)
+        return _reference(ctx, "GetFeedStatus", locals())
 
 
-def _visible_listing(udc, source_id: str, listing_key: str) -> Listing:
-    if not udc.caller.can_see(source_id):
-        raise Forbidden(f"not entitled to source {source_id!r}")
-    row = udc.session.scalar(
-        select(Listing).where(
-            Listing.source_id == source_id,
-            Listing.listing_key == listing_key,
-            Listing.removed_at.is_(None),
-        )
-    )
-    if row is None:
-        raise NotFound(f"no listing {listing_key!r} in source {source_id!r}")
-    return row
+def _reference(ctx, operation: str, arguments: dict):
+    """Run an operation through spyne: the reference the endpoint's own encoding is held to."""
+    arguments = {name: value for name, value in arguments.items() if name != "ctx"}
+    values = operations.HANDLERS[operation](ctx.udc, **arguments)
+    out_types = list(ListingService.public_methods[operation].out_message._type_info.values())
+    models = [to_model(kind, value) for kind, value in zip(out_types, values)]
+    return models[0] if len(models) == 1 else tuple(models)
 
 
-def _summary(row: Listing) -> wire.ListingSummary:
-    return wire.ListingSummary(**{name: getattr(row, column) for name, _, column in SUMMARY_FIELDS})
-
-
-def _detail(row: Listing) -> wire.Listing:
-    values = {name: getattr(row, column) for name, _, column in SUMMARY_FIELDS + DETAIL_FIELDS}
-    extra = row.extra or {}
-    if extra:
-        values["ExtraFields"] = [
-            ExtraField(Name=str(k), Value=None if v is None else str(v)) for k, v in sorted(extra.items())
-        ]
-    return wire.Listing(**values)
+def to_model(kind, value):
+    """A plain record (tuple in field order, or mapping by name) as an instance of a spyne type."""
+    if value is None:
+        return None
+    if issubclass(kind, Array):
+        (item_kind,) = kind._type_info.values()
+        return [to_model(item_kind, item) for item in value]
+    if not issubclass(kind, ComplexModelBase):
+        return value
+    fields = kind._type_info
+    record = value if isinstance(value, Mapping) else dict(zip(fields.keys(), value))
+    return kind(**{name: to_model(fields[name], v) for name, v in record.items() if name in fields})

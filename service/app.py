@@ -1,30 +1,36 @@
-"""The WSGI application: spyne's SOAP 1.1 endpoint at /soap, its WSDL at /soap?wsdl, /healthz.
+"""The WSGI application: the SOAP 1.1 endpoint at /soap, its WSDL at /soap?wsdl, /healthz.
 
 Everything a request needs is built once per process from Settings and handed down; the only
-per-call state is a database session and the authenticated caller, on ``ctx.udc``.
+per-call state is a database session and the authenticated caller.
+
+The endpoint (service/endpoint.py) answers SOAP calls itself. spyne declares the contract
+(service/api.py, service/types.py): the WSDL is spyne's, and :class:`MlsfeedsApplication` is the
+spyne application the tests hold the endpoint's answers against.
 """
 
 from __future__ import annotations
 
-import io
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from spyne import Application
 from spyne.protocol.soap import Soap11
-from spyne.server.wsgi import WsgiApplication
+from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from core.db import make_engine, session_factory
 from core.settings import Settings
 from service.api import ListingService
-from service.auth import Authenticator, Caller
+from service.auth import Authenticator, NonceStore
+from service.endpoint import Observer, SoapEndpoint
 from service.errors import ServiceError
-from service.faults import fault_envelope, on_exception, to_fault
+from service.faults import on_exception, to_fault
+from service.operations import CallContext
 from service.paging import PageTokens
 from service.photos import PhotoUrls
+from service.reader import Reader
+from service.search import CountCache
 from service.types import NS
-
 
 log = logging.getLogger(__name__)
 
@@ -40,20 +46,17 @@ class Runtime:
     authenticator: Authenticator
     tokens: PageTokens
     photo_urls: PhotoUrls
+    reader: Reader
+    max_request_bytes: int = MAX_REQUEST_BYTES
+    counts: CountCache = field(default_factory=CountCache)
 
-
-@dataclass
-class CallContext:
-    """What one SOAP call carries on ``ctx.udc``."""
-
-    session: Session
-    caller: Caller
-    tokens: PageTokens
-    photo_urls: PhotoUrls
+    def call(self, session: Session, caller) -> CallContext:
+        return CallContext(session, caller, self.tokens, self.photo_urls, self.reader, self.counts)
 
 
 class MlsfeedsApplication(Application):
-    """A spyne Application whose every call is authenticated and runs in one session."""
+    """The contract as a spyne Application: it writes the WSDL, and, given a runtime, answers
+    calls the way spyne would (the reference for tests/unit/test_encode.py)."""
 
     def __init__(self, runtime: Runtime | None):
         """``runtime`` is None only to render the WSDL, which needs no database."""
@@ -71,77 +74,70 @@ class MlsfeedsApplication(Application):
         runtime = self._runtime
         with runtime.sessions() as session:
             try:
-                environ = ctx.transport.req_env
-                caller = runtime.authenticator.authenticate(session, environ, ctx.in_document)
-                ctx.udc = CallContext(session, caller, runtime.tokens, runtime.photo_urls)
-                result = super().call_wrapper(ctx)
-                session.commit()
-                return result
+                caller = runtime.authenticator.authenticate(session, ctx.transport.req_env, ctx.in_document)
+                ctx.udc = runtime.call(session, caller)
+                return super().call_wrapper(ctx)
             except ServiceError as exc:
                 raise to_fault(exc) from exc
 
 
-def build_soap_app(settings: Settings, sessions: sessionmaker[Session], photo_urls: PhotoUrls | None = None):
-    """The spyne WSGI app and the WSDL it publishes, addressed at ``{public_url}/soap``."""
-    runtime = Runtime(
-        sessions,
-        Authenticator(settings.secret_key, settings.wss_created_window),
+def build_runtime(settings: Settings, engine: Engine, photo_urls: PhotoUrls | None = None,
+                  nonce_engine: Engine | None = None) -> Runtime:
+    """What the service needs per process. ``nonce_engine`` writes WS-Security nonces (on SQLite,
+    one made with ``immediate=True``); by default ``engine``."""
+    import datetime as dt
+
+    window = dt.timedelta(seconds=settings.wss_created_window)
+    nonces = NonceStore(session_factory(nonce_engine or engine), window)
+    return Runtime(
+        session_factory(engine),
+        Authenticator(settings.secret_key, settings.wss_created_window, nonces=nonces),
         PageTokens(settings.secret_key),
         photo_urls or PhotoUrls(settings.photo_base_url),
+        Reader(engine),
+        settings.max_request_bytes,
     )
-    soap = WsgiApplication(MlsfeedsApplication(runtime), max_content_length=MAX_REQUEST_BYTES)
-    from service.wsdl import render_wsdl
-
-    return soap, render_wsdl(soap, settings.public_url + SOAP_PATH)
 
 
 class Dispatcher:
-    """Routes /soap (POST: SOAP, GET ?wsdl: the prebuilt WSDL), /photos/ (local store) and /healthz."""
+    """Routes /soap (POST: SOAP, GET ?wsdl: the prebuilt WSDL), /photos/ (local store) and /healthz.
 
-    def __init__(self, soap: WsgiApplication, wsdl: bytes, photo_files=None):
+    ``precheck`` and ``render_error`` are the hooks of service.server.BufferingWorker: the
+    first runs when a request's head has arrived and its body has not, the second renders the
+    worker's own refusals (a body too large, a client too slow).
+    """
+
+    def __init__(self, soap: SoapEndpoint, wsdl: bytes, photo_files=None):
         self._soap = soap
         self._wsdl = wsdl
         self._photo_files = photo_files
 
     def __call__(self, environ, start_response):
         path = environ.get("PATH_INFO") or "/"
+        method = environ.get("REQUEST_METHOD")
         if path.rstrip("/") == SOAP_PATH:
-            if environ.get("REQUEST_METHOD") == "GET" and _asks_for_wsdl(environ):
+            if method in ("GET", "HEAD") and _asks_for_wsdl(environ):
                 return _respond(start_response, "200 OK", self._wsdl, "text/xml; charset=utf-8")
-            if environ.get("REQUEST_METHOD") == "POST" and _anonymous(environ):
-                return _challenge(start_response)
-            return self._soap(environ, start_response)
+            if method == "POST":
+                return self._soap(environ, start_response)
+            return _respond(start_response, "405 Method Not Allowed",
+                            b"POST SOAP requests to /soap; GET /soap?wsdl for the WSDL\n", "text/plain",
+                            [("Allow", "GET, HEAD, POST")])
         if self._photo_files is not None and path.startswith("/photos/"):
             return self._photo_files(environ, start_response)
         if path == "/healthz":
             return _respond(start_response, "200 OK", b"ok\n", "text/plain")
         return _respond(start_response, "404 Not Found", b"not found: the SOAP endpoint is /soap\n", "text/plain")
 
+    def precheck(self, environ, start_response):
+        if (environ.get("PATH_INFO") or "").rstrip("/") == SOAP_PATH and environ.get("REQUEST_METHOD") == "POST":
+            return self._soap.precheck(environ, start_response)
+        return None
 
-def _anonymous(environ) -> bool:
-    """No HTTP credentials and no UsernameToken in the body (which is read and put back)."""
-    if environ.get("HTTP_AUTHORIZATION"):
-        return False
-    try:
-        length = int(environ.get("CONTENT_LENGTH") or 0)
-    except ValueError:
-        return False  # let spyne answer the malformed request
-    body = environ["wsgi.input"].read(min(length, MAX_REQUEST_BYTES + 1)) if length else b""
-    environ["wsgi.input"] = io.BytesIO(body)
-    return b"UsernameToken" not in body
-
-
-def _challenge(start_response):
-    """401 with a Basic challenge (clients such as suds only send credentials when asked),
-    and the declared fault in the body for clients that read it."""
-    body = fault_envelope("AuthenticationFailed",
-                          "no credentials: send HTTP Basic authentication or a WS-Security UsernameToken")
-    start_response("401 Unauthorized", [
-        ("Content-Type", "text/xml; charset=utf-8"),
-        ("Content-Length", str(len(body))),
-        ("WWW-Authenticate", 'Basic realm="mlsfeeds", charset="UTF-8"'),
-    ])
-    return [body]
+    def render_error(self, environ, start_response, status: str, message: str):
+        if (environ.get("PATH_INFO") or "").rstrip("/") == SOAP_PATH:
+            return self._soap.render_error(environ, start_response, status, message)
+        return _respond(start_response, status, (message + "\n").encode(), "text/plain; charset=utf-8")
 
 
 def _asks_for_wsdl(environ) -> bool:
@@ -149,9 +145,20 @@ def _asks_for_wsdl(environ) -> bool:
     return query.split("=")[0].split("&")[0].lower() == "wsdl"
 
 
-def _respond(start_response, status: str, body: bytes, content_type: str):
-    start_response(status, [("Content-Type", content_type), ("Content-Length", str(len(body)))])
+def _respond(start_response, status: str, body: bytes, content_type: str, extra=()):
+    start_response(status, [("Content-Type", content_type), ("Content-Length", str(len(body))), *extra])
     return [body]
+
+
+def build_dispatcher(settings: Settings, engine: Engine, photo_urls: PhotoUrls | None = None,
+                     photo_files=None, nonce_engine: Engine | None = None,
+                     observe: Observer | None = None) -> Dispatcher:
+    """The whole service on ``engine``: the endpoint, and the WSDL addressed at ``{public_url}/soap``."""
+    from service.wsdl import published_wsdl
+
+    runtime = build_runtime(settings, engine, photo_urls, nonce_engine)
+    endpoint = SoapEndpoint(runtime, observe)
+    return Dispatcher(endpoint, published_wsdl(settings.public_url + SOAP_PATH), photo_files)
 
 
 def create_app(settings: Settings | None = None) -> Dispatcher:
@@ -159,10 +166,10 @@ def create_app(settings: Settings | None = None) -> Dispatcher:
     settings = settings or Settings.from_env()
     logging.basicConfig(level=settings.log_level)
     logging.getLogger("spyne").setLevel(logging.WARNING)
-    sessions = session_factory(make_engine(settings.database_url))
+    engine = make_engine(settings.database_url)
+    nonce_engine = make_engine(settings.database_url, immediate=True)
     photo_urls, photo_files = photo_links(settings)
-    soap, wsdl = build_soap_app(settings, sessions, photo_urls)
-    return Dispatcher(soap, wsdl, photo_files)
+    return build_dispatcher(settings, engine, photo_urls, photo_files, nonce_engine)
 
 
 def photo_links(settings: Settings):

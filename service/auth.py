@@ -4,12 +4,20 @@ spyne ignores ``wsse:Security`` entirely, so this module reads it from the envel
 PasswordDigest is checked against the sealed password; its nonce is recorded in the database,
 so a replay is refused by every worker and every host, and its Created time must fall inside a
 window (default ±300 s), which bounds how long nonces must be kept.
+
+Nothing here tells a caller whether a user exists: an unknown user costs the same scrypt
+verification as a wrong password (against a dummy hash) and gets the same message, and the
+checks of a digest token that do not depend on the user (Nonce, Created) come before the user
+is looked up. Wrong credentials are remembered for a short while, so repeating them costs
+nothing; a client address that keeps failing with new ones is, for a minute, refused without
+the slow check, except for credentials that have worked before.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import collections
 import datetime as dt
 import hashlib
 import hmac
@@ -20,21 +28,31 @@ from dataclasses import dataclass
 
 from sqlalchemy import delete, insert, select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session, selectinload
+from sqlalchemy.orm import Session, selectinload, sessionmaker
 
 from core.models import Client, WsNonce
-from core.passwords import unseal, verify_password
+from core.passwords import seal, unseal, verify_password
 from core.types import utcnow
 from service.errors import AuthenticationFailed
 
 WSSE = "http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-wssecurity-secext-1.0.xsd"
 WSU = "http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-wssecurity-utility-1.0.xsd"
+SECURITY = f"{{{WSSE}}}Security"
 PASSWORD_DIGEST = (
     "http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-username-token-profile-1.0#PasswordDigest"
 )
 BAD_CREDENTIALS = "invalid username or password"
+NO_CREDENTIALS = "no credentials: send HTTP Basic authentication or a WS-Security UsernameToken"
 _URLSAFE = str.maketrans("-_", "+/")
 RECENT = 30  # seconds a verified password (and the caller it gave) is trusted without a lookup
+FAILED = 30  # seconds wrong credentials are refused without being checked again
+KNOWN_GOOD = 86_400  # seconds credentials that worked stay exempt from the failure limit
+FAILURE_LIMIT, FAILURE_WINDOW = 20, 60.0  # slow checks that may fail per client address per window
+_CACHE_SIZE = 10_000
+# A scrypt hash of a random password with the parameters of core.passwords: unknown users are
+# checked against it, so that they take as long as known users with a wrong password.
+_DUMMY_HASH = ("scrypt$16384$8$1$ZUvAQt08tWXW7tYq3f9tXw==$"
+               "Cs9hQb7N0vZKf8L7tE3yQpR6Hc3UrbG9kYl2cWb0Zt4=")
 
 
 @dataclass(frozen=True)
@@ -62,83 +80,173 @@ class Credentials:
     created: str | None = None
 
 
+class NonceStore:
+    """WS-Security nonces in the database, each written in a short transaction of its own.
+
+    On SQLite that transaction starts with ``BEGIN IMMEDIATE`` (pass sessions of an engine made
+    with ``immediate=True``): a transaction that read first and then writes cannot wait for the
+    write lock and fails with "database is locked" when another process wrote in between.
+    """
+
+    def __init__(self, sessions: sessionmaker[Session], window: dt.timedelta):
+        self._sessions = sessions
+        self._window = window
+
+    def first_use(self, username: str, nonce: bytes, now: dt.datetime) -> bool:
+        """Record the nonce; False if it was seen before (a replay)."""
+        with self._sessions() as session:
+            return record_nonce(session, username, nonce, now, self._window)
+
+
+def record_nonce(session: Session, username: str, nonce: bytes, now: dt.datetime, window: dt.timedelta) -> bool:
+    """Insert the nonce and commit the session; False if it was there already."""
+    key = hashlib.sha256(username.encode() + b"\0" + nonce).hexdigest()
+    try:
+        session.execute(insert(WsNonce).values(nonce=key, seen_at=now))
+        if random.random() < 0.01:
+            # Tokens older than the window are refused by their Created time: their nonces can go.
+            session.execute(delete(WsNonce).where(WsNonce.seen_at < now - 2 * window))
+        session.commit()
+    except IntegrityError:
+        session.rollback()
+        return False
+    return True
+
+
+class _Expiring:
+    """A bounded map whose entries expire; safe to share between threads."""
+
+    def __init__(self, seconds: float, size: int = _CACHE_SIZE):
+        self._seconds, self._size = seconds, size
+        self._items: collections.OrderedDict = collections.OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key):
+        with self._lock:
+            entry = self._items.get(key)
+            if entry is None or entry[0] <= time.monotonic():
+                return None
+            return entry[1]
+
+    def put(self, key, value=True) -> None:
+        with self._lock:
+            self._items.pop(key, None)
+            self._items[key] = (time.monotonic() + self._seconds, value)
+            while len(self._items) > self._size:
+                self._items.popitem(last=False)
+
+    def drop(self, key) -> None:
+        with self._lock:
+            self._items.pop(key, None)
+
+
+class FailureLimiter:
+    """Counts slow checks that failed, per client address, in a sliding window."""
+
+    def __init__(self, limit: int = FAILURE_LIMIT, window: float = FAILURE_WINDOW):
+        self._limit, self._window = limit, window
+        self._failures: dict[str, collections.deque] = {}
+        self._lock = threading.Lock()
+
+    def exhausted(self, address: str) -> bool:
+        with self._lock:
+            times = self._failures.get(address)
+            if not times:
+                return False
+            while times and times[0] < time.monotonic() - self._window:
+                times.popleft()
+            return len(times) >= self._limit
+
+    def failed(self, address: str) -> None:
+        with self._lock:
+            if len(self._failures) > _CACHE_SIZE:
+                self._failures.clear()
+            self._failures.setdefault(address, collections.deque(maxlen=self._limit)).append(time.monotonic())
+
+
 class Authenticator:
     """Turns the credentials of a request into a Caller, or raises AuthenticationFailed."""
 
-    def __init__(self, secret_key: str, created_window: int = 300, clock=utcnow):
+    def __init__(self, secret_key: str, created_window: int = 300, clock=utcnow,
+                 nonces: NonceStore | None = None):
         self._secret = secret_key.encode()
         self._window = dt.timedelta(seconds=created_window)
         self._clock = clock
-        self._verified: dict[bytes, tuple[float, Caller]] = {}  # see _recent
-        self._lock = threading.Lock()
+        self._nonces = nonces
+        self._recent = _Expiring(RECENT)
+        self._failed = _Expiring(FAILED)
+        self._known_good = _Expiring(KNOWN_GOOD)
+        self._limiter = FailureLimiter()
+        self._dummy_sealed = seal("not a password", secret_key)
 
     def authenticate(self, session: Session, environ: dict, envelope) -> Caller:
-        credentials = from_ws_security(envelope) or from_basic(environ)
+        """The caller of a whole request: its UsernameToken if it has one, else HTTP Basic."""
+        header = envelope.find("./{*}Header") if envelope is not None else None
+        credentials = from_ws_security(header) or from_basic(environ)
         if credentials is None:
-            raise AuthenticationFailed(
-                "no credentials: send HTTP Basic authentication or a WS-Security UsernameToken"
-            )
-        if not credentials.digest and (known := self._recent(credentials)) is not None:
-            return known
-        client = session.scalar(
-            select(Client)
-            .where(Client.name == credentials.username, Client.enabled.is_(True))
-            .options(selectinload(Client.sources))
-        )
-        if client is None:
-            raise AuthenticationFailed(BAD_CREDENTIALS)
+            raise AuthenticationFailed(NO_CREDENTIALS)
+        return self.check(session, credentials, environ.get("REMOTE_ADDR", ""))
+
+    def check(self, session: Session, credentials: Credentials, address: str = "") -> Caller:
         if credentials.digest:
-            self._check_digest(session, client, credentials)
-        elif not self._check_password(client, credentials.password):
+            return self._check_digest(session, credentials)
+        return self._check_password(session, credentials, address)
+
+    # -- passwords (HTTP Basic, PasswordText) ---------------------------------------------------
+
+    def _check_password(self, session: Session, credentials: Credentials, address: str) -> Caller:
+        """A verified password is trusted for RECENT seconds: a slow hash on every call would cap
+        the service at a few dozen calls per second per core. A disabled client, a new password
+        or new entitlements take effect within RECENT seconds."""
+        key = self._cache_key(credentials)
+        if (caller := self._recent.get(key)) is not None:
+            return caller
+        if self._failed.get(key) or (self._limiter.exhausted(address) and not self._known_good.get(key)):
             raise AuthenticationFailed(BAD_CREDENTIALS)
-        sources = None if client.all_sources else frozenset(s.source_id for s in client.sources)
-        caller = Caller(name=client.name, role=client.role, sources=sources)
-        if not credentials.digest:
-            self._remember(credentials, caller)
+        client = self._client(session, credentials.username)
+        valid = verify_password(credentials.password, client.password_hash if client else _DUMMY_HASH)
+        if client is None or not valid:
+            self._failed.put(key)
+            self._limiter.failed(address)
+            raise AuthenticationFailed(BAD_CREDENTIALS)
+        caller = _caller(client)
+        self._recent.put(key, caller)
+        self._known_good.put(key)
         return caller
-
-    def _recent(self, credentials: Credentials) -> Caller | None:
-        """A caller these exact credentials authenticated less than RECENT seconds ago.
-
-        A slow hash on every call would cap the service at a few dozen requests per second per
-        core, and the client lookup costs a query; so a verified password is trusted briefly.
-        A disabled client, a new password or new entitlements take effect within RECENT seconds.
-        """
-        with self._lock:
-            entry = self._verified.get(self._cache_key(credentials))
-        return entry[1] if entry and entry[0] > time.monotonic() else None
-
-    def _remember(self, credentials: Credentials, caller: Caller) -> None:
-        with self._lock:
-            if len(self._verified) > 10_000:
-                self._verified.clear()
-            self._verified[self._cache_key(credentials)] = (time.monotonic() + RECENT, caller)
 
     def _cache_key(self, credentials: Credentials) -> bytes:
         return hmac.digest(self._secret, f"{credentials.username}\0{credentials.password}".encode(), "sha256")
 
-    def _check_password(self, client: Client, password: str) -> bool:
-        return verify_password(password, client.password_hash)
+    # -- PasswordDigest -------------------------------------------------------------------------
 
-    def _check_digest(self, session: Session, client: Client, cred: Credentials) -> None:
+    def _check_digest(self, session: Session, cred: Credentials) -> Caller:
         if cred.nonce is None or cred.created is None:
             raise AuthenticationFailed("PasswordDigest needs a Nonce and a Created time")
         self._check_created(cred.created)
-        password = unseal(client.password_sealed, self._secret.decode()) if client.password_sealed else None
-        if password is None:
-            raise AuthenticationFailed(BAD_CREDENTIALS)
+        client = self._client(session, cred.username)
+        sealed = client.password_sealed if client is not None and client.password_sealed else self._dummy_sealed
+        password = unseal(sealed, self._secret.decode())
         expected = base64.b64encode(
-            hashlib.sha1(cred.nonce + cred.created.encode() + password.encode()).digest()
+            hashlib.sha1(cred.nonce + cred.created.encode() + (password or "").encode()).digest()
         ).decode()
-        if not hmac.compare_digest(expected, cred.password):
+        if not hmac.compare_digest(expected.encode(), cred.password.encode()) or client is None or password is None:
             raise AuthenticationFailed(BAD_CREDENTIALS)
-        self._remember_nonce(session, client.name, cred.nonce)
+        caller = _caller(client)
+        if not self._first_use(session, client.name, cred.nonce):
+            raise AuthenticationFailed("this UsernameToken nonce was already used (replay refused)")
+        return caller
+
+    def _first_use(self, session: Session, username: str, nonce: bytes) -> bool:
+        if self._nonces is not None:
+            return self._nonces.first_use(username, nonce, self._clock())
+        # No store of its own (a unit test, the spyne reference): the call's session records it.
+        return record_nonce(session, username, nonce, self._clock(), self._window)
 
     def _check_created(self, created: str) -> None:
         try:
-            when = dt.datetime.fromisoformat(created.strip())
+            when = dt.datetime.fromisoformat(created.strip().replace("Z", "+00:00"))
         except ValueError:
-            raise AuthenticationFailed(f"the UsernameToken's Created is not a time: {created!r}") from None
+            raise AuthenticationFailed(f"the UsernameToken's Created is not a time: {_shown(created)}") from None
         if when.tzinfo is None:
             when = when.replace(tzinfo=dt.timezone.utc)
         if abs(self._clock() - when) > self._window:
@@ -147,28 +255,30 @@ class Authenticator:
                 f"of {int(self._window.total_seconds())} seconds; check the client's clock"
             )
 
-    def _remember_nonce(self, session: Session, username: str, nonce: bytes) -> None:
-        key = hashlib.sha256(username.encode() + b"\0" + nonce).hexdigest()
-        try:
-            session.execute(insert(WsNonce).values(nonce=key, seen_at=self._clock()))
-            session.commit()
-        except IntegrityError:
-            session.rollback()
-            raise AuthenticationFailed("this UsernameToken nonce was already used (replay refused)") from None
-        if random.random() < 0.01:
-            self._forget_old_nonces(session)
+    @staticmethod
+    def _client(session: Session, username: str) -> Client | None:
+        return session.scalar(
+            select(Client)
+            .where(Client.name == username, Client.enabled.is_(True))
+            .options(selectinload(Client.sources))
+        )
 
-    def _forget_old_nonces(self, session: Session) -> None:
-        # Tokens older than the window are refused by their Created time, so their nonces can go.
-        session.execute(delete(WsNonce).where(WsNonce.seen_at < self._clock() - 2 * self._window))
-        session.commit()
+
+def _caller(client: Client) -> Caller:
+    sources = None if client.all_sources else frozenset(s.source_id for s in client.sources)
+    return Caller(name=client.name, role=client.role, sources=sources)
 
 
 def from_basic(environ: dict) -> Credentials | None:
+    """HTTP Basic credentials; None without an Authorization header. Another scheme is refused:
+    it would otherwise be silently ignored and the call treated as anonymous."""
     header = environ.get("HTTP_AUTHORIZATION", "")
-    scheme, _, value = header.partition(" ")
-    if scheme.lower() != "basic" or not value:
+    if not header.strip():
         return None
+    scheme, _, value = header.strip().partition(" ")
+    if scheme.lower() != "basic":
+        raise AuthenticationFailed(f"the Authorization scheme {_shown(scheme)} is not supported: use Basic, "
+                                   "or a WS-Security UsernameToken")
     try:
         # Some clients (suds) encode with the URL-safe alphabet; accept both.
         decoded = base64.b64decode(value.strip().translate(_URLSAFE), validate=True).decode("utf-8")
@@ -180,13 +290,15 @@ def from_basic(environ: dict) -> Credentials | None:
     return Credentials(username, password)
 
 
-def from_ws_security(envelope) -> Credentials | None:
-    """The UsernameToken of the envelope's wsse:Security header, if there is one."""
-    if envelope is None:
+def from_ws_security(header) -> Credentials | None:
+    """The UsernameToken of a SOAP Header's wsse:Security entry, if there is one."""
+    if header is None:
         return None
-    tokens = envelope.findall(f"./{{*}}Header/{{{WSSE}}}Security/{{{WSSE}}}UsernameToken")
+    tokens = header.findall(f"./{SECURITY}/{{{WSSE}}}UsernameToken")
     if not tokens:
         return None
+    if len(tokens) > 1 or len(header.findall(f"./{SECURITY}")) > 1:
+        raise AuthenticationFailed("the request carries more than one UsernameToken")
     token = tokens[0]
     username = _text(token, f"{{{WSSE}}}Username")
     password_el = token.find(f"{{{WSSE}}}Password")
@@ -212,3 +324,7 @@ def _decode_nonce(value: str) -> bytes:
         return base64.b64decode(value, validate=True)
     except binascii.Error:
         raise AuthenticationFailed("the UsernameToken's Nonce is not base64") from None
+
+
+def _shown(value: str, limit: int = 60) -> str:
+    return repr(value if len(value) <= limit else value[:limit] + "...")

@@ -6,7 +6,6 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from core.models import FeedRun, Listing, Source
-from service import types as wire
 from service.auth import Caller
 from service.errors import Forbidden, NotFound
 
@@ -24,7 +23,8 @@ _COUNTS = {
 }
 
 
-def statuses(session: Session, caller: Caller, source_id: str | None) -> list[wire.FeedStatus]:
+def statuses(session: Session, caller: Caller, source_id: str | None) -> list[dict]:
+    """A FeedStatus record (by wire name) for each visible source."""
     sources = _visible_sources(session, caller, source_id)
     ids = [s.id for s in sources]
     latest = _latest_runs(session, ids)
@@ -83,8 +83,8 @@ def _aware(value):
     return UTCDateTime().process_result_value(value, None)
 
 
-def _status(source: Source, run: FeedRun | None, last_success, listings: int, caller: Caller):
-    status = wire.FeedStatus(
+def _status(source: Source, run: FeedRun | None, last_success, listings: int, caller: Caller) -> dict:
+    status = dict(
         SourceId=source.id,
         Name=source.name,
         Enabled=source.enabled,
@@ -100,18 +100,20 @@ def _status(source: Source, run: FeedRun | None, last_success, listings: int, ca
     return status
 
 
-def _describe_run(status: wire.FeedStatus, run: FeedRun, caller: Caller) -> None:
-    status.RunId = run.id
-    status.RunKind = run.kind
-    status.RunStatus = run.status
-    status.CurrentStep = run.step
-    status.Attempt = run.attempt
-    status.BusinessDate = run.business_date
-    status.StartedAt = run.started_at
-    status.FinishedAt = run.finished_at
-    status.ImagesReadyAt = run.images_ready_at
+def _describe_run(status: dict, run: FeedRun, caller: Caller) -> None:
+    status.update(
+        RunId=run.id,
+        RunKind=run.kind,
+        RunStatus=run.status,
+        CurrentStep=run.step,
+        Attempt=run.attempt,
+        BusinessDate=run.business_date,
+        StartedAt=run.started_at,
+        FinishedAt=run.finished_at,
+        ImagesReadyAt=run.images_ready_at,
+    )
     for wire_name, column in _COUNTS.items():
-        setattr(status, wire_name, getattr(run, column))
+        status[wire_name] = getattr(run, column)
     if run.last_error:
         # Operators get the whole story; consumers learn that something failed, not what.
-        status.LastError = run.last_error if caller.is_operator else f"the run failed at step {run.step}"
+        status["LastError"] = run.last_error if caller.is_operator else f"the run failed at step {run.step}"

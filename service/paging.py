@@ -22,13 +22,23 @@ class PageTokens:
     def __init__(self, secret_key: str):
         self._key = hashlib.sha256(b"mlsfeeds:page-token:" + secret_key.encode()).digest()
 
-    def issue(self, fingerprint: str, position: list[Any]) -> str:
-        body = json.dumps({"q": fingerprint, "k": position}, separators=(",", ":")).encode()
+    def issue(self, fingerprint: str, position: list[Any], count: list[Any] | None = None) -> str:
+        """A token for the page after ``position``; ``count`` ([signature, total]) lets the next
+        page reuse the first page's exact count while the signature still holds."""
+        payload = {"q": fingerprint, "k": position}
+        if count is not None:
+            payload["c"] = count
+        body = json.dumps(payload, separators=(",", ":")).encode()
         tag = hmac.digest(self._key, body, "sha256")[:_TAG_BYTES]
         return base64.urlsafe_b64encode(tag + body).decode().rstrip("=")
 
     def read(self, token: str, fingerprint: str) -> list[Any]:
         """The position a token stands for, if it is genuine and belongs to this query."""
+        return self.payload(token, fingerprint)["k"]
+
+    def payload(self, token: str, fingerprint: str) -> dict[str, Any]:
+        """What a token carries (``k``: the position, ``c``: the count), if it is genuine and
+        belongs to this query."""
         try:
             raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
         except (ValueError, TypeError):
@@ -41,7 +51,7 @@ class PageTokens:
             raise InvalidArgument(
                 "PageToken belongs to another query: repeat the filters and sort of the first page"
             )
-        return payload["k"]
+        return payload
 
 
 def fingerprint(query: dict[str, Any]) -> str:

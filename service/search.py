@@ -4,33 +4,44 @@ Rows are ordered by (sort column, id), listings without the sort value last (by 
 continues strictly after the last key of the previous one, so walking the pages returns every
 matching listing once, even while other rows are inserted or removed; and since the order is
 plain columns, an index on (column, id) serves it and a page reads only its own rows.
+
+TotalCount is exact. Counting is the costly part of a search, so a count is kept, per worker,
+under the query, the caller's sources and their *data generations* (Source.data_generation,
+bumped by database triggers in the transaction that changes a listing): a count is reused only
+while none of those sources has changed, and never after a load commits. The page token carries
+the count with its key, so the pages after the first never count again while nothing changed,
+whichever worker or host serves them.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+from collections import OrderedDict
 from dataclasses import asdict, dataclass
 from decimal import Decimal, InvalidOperation
+from threading import Lock
 
-from sqlalchemy import func, literal, or_, select, tuple_
-from sqlalchemy.orm import Session
-
-from core.models import Listing
 from core.reso import STANDARD_STATUS
 from service.auth import Caller
 from service.errors import Forbidden, InvalidArgument
 from service.paging import PageTokens, fingerprint
+from service.reader import Reader
+from service.statements import (
+    ROW_INDEX,
+    SORT_COLUMNS,
+    Conditions,
+    PageShape,
+    count_statement,
+    generation_statement,
+    list_parameters,
+    page_statement,
+    radius_parameters,
+)
 
 DEFAULT_PAGE_SIZE = 25
 MAX_PAGE_SIZE = 200
-EARTH_RADIUS_MILES = 3958.7613
 MAX_RADIUS_MILES = 500.0
-
-SORT_COLUMNS = {
-    "ListPrice": Listing.list_price,
-    "ModificationTimestamp": Listing.modification_timestamp,
-    "ListingKey": Listing.listing_key,
-}
+_ID = ROW_INDEX["id"]
 
 
 @dataclass(frozen=True)
@@ -73,69 +84,122 @@ class SearchQuery:
 @dataclass(frozen=True)
 class SearchPage:
     total: int
-    rows: list[Listing]
+    rows: list  # statements.ROW_COLUMNS tuples
     next_token: str | None
 
 
+class CountCache:
+    """Exact counts by key (query, sources, data generations); the least recently used go first."""
+
+    def __init__(self, size: int = 4096):
+        self._size = size
+        self._counts: OrderedDict[str, int] = OrderedDict()
+        self._lock = Lock()
+
+    def get(self, key: str) -> int | None:
+        with self._lock:
+            total = self._counts.get(key)
+            if total is not None:
+                self._counts.move_to_end(key)
+            return total
+
+    def put(self, key: str, total: int) -> None:
+        with self._lock:
+            self._counts[key] = total
+            if len(self._counts) > self._size:
+                self._counts.popitem(last=False)
+
+
 def search(
-    session: Session,
+    reader: Reader,
     caller: Caller,
     query: SearchQuery,
     tokens: PageTokens,
     page_size: int | None = None,
     page_token: str | None = None,
+    counts: CountCache | None = None,
 ) -> SearchPage:
     size = _page_size(page_size)
     query.validate()
-    where = _filters(query) + _entitlement(caller, query.source_ids)
+    sources = _entitlement(caller, query.source_ids)
+    conditions, params = _conditions(query, sources)
     query_print = fingerprint(asdict(query))
-    position = _decode_position(query.sort_by, tokens.read(page_token, query_print)) if page_token else None
-    rows, last = _page(session, where, query, position, size + 1)
-    total = session.scalar(select(func.count()).select_from(Listing).where(*where))
+    carried = tokens.payload(page_token, query_print) if page_token else None
+    position = _decode_position(query.sort_by, carried["k"]) if carried else None
+    with reader.connection() as db:
+        rows, last = _page(db, conditions, params, query, position, size + 1)
+        count_key, total = _count(db, conditions, params, sources, carried, counts)
     next_token = None
     if len(rows) > size:
         rows, last = rows[:size], last[:size]
-        next_token = tokens.issue(query_print, last[-1])
-    return SearchPage(total=total or 0, rows=rows, next_token=next_token)
+        next_token = tokens.issue(query_print, last[-1], [count_key, total])
+    return SearchPage(total=total, rows=rows, next_token=next_token)
 
 
-def _page(session: Session, where: list, query: SearchQuery, position: list | None, limit: int):
+def _page(db, conditions: Conditions, params: dict, query: SearchQuery, position: list | None, limit: int):
     """Up to ``limit`` rows after ``position``, and the position of each row.
 
     Two plain keyset phases instead of one NULL-safe sort expression, so that an index on
     (column, id) serves the order and the database stops after ``limit`` rows: first the rows
     that have the sort value, ordered by (value, id); then, nulls last, those without it, by id.
     """
-    column = SORT_COLUMNS[query.sort_by]
+    index = ROW_INDEX[SORT_COLUMNS[query.sort_by].key]
     phase = position[0] if position else 0
-    rows: list[Listing] = []
+    rows: list = []
     if phase == 0:
-        rows = _valued(session, where, column, query.descending, position, limit)
-    positions = [[0, _jsonable(getattr(r, column.key)), r.id] for r in rows]
+        after = {"after_value": position[1], "after_id": position[2]} if position else {}
+        shape = PageShape(conditions, query.sort_by, query.descending, nulls=False, after=bool(position))
+        rows = db.rows(page_statement(shape), {**params, **after, "limit": limit})
+    positions = [[0, _jsonable(r[index]), r[_ID]] for r in rows]
     if len(rows) < limit and query.sort_by != "ListingKey":  # listing keys are never NULL
         after_id = position[2] if position and phase == 1 else None
-        nulls = _nulls(session, where, column, query.descending, after_id, limit - len(rows))
+        shape = PageShape(conditions, query.sort_by, query.descending, nulls=True, after=after_id is not None)
+        nulls = db.rows(page_statement(shape), {**params, "after_id": after_id, "limit": limit - len(rows)})
         rows += nulls
-        positions += [[1, None, r.id] for r in nulls]
+        positions += [[1, None, r[_ID]] for r in nulls]
     return rows, positions
 
 
-def _valued(session, where, column, descending: bool, position, limit: int) -> list[Listing]:
-    stmt = select(Listing).where(*where, column.is_not(None))
-    if position:
-        value, row_id = literal(position[1], column.type), literal(position[2])
-        keyset = tuple_(column, Listing.id)
-        stmt = stmt.where(keyset < tuple_(value, row_id) if descending else keyset > tuple_(value, row_id))
-    order = [column.desc(), Listing.id.desc()] if descending else [column, Listing.id]
-    return list(session.scalars(stmt.order_by(*order).limit(limit)))
+def _count(db, conditions: Conditions, params: dict, sources, carried: dict | None, counts: CountCache | None):
+    """(key, exact count): from the token or the cache while the sources' data is unchanged."""
+    generation = db.one(generation_statement(None if sources is None else len(sources)), params)
+    key = fingerprint({"c": conditions, "p": params, "g": list(generation)})
+    if carried and isinstance(carried.get("c"), list) and carried["c"][:1] == [key]:
+        return key, int(carried["c"][1])
+    total = counts.get(key) if counts is not None else None
+    if total is None:
+        total = db.one(count_statement(conditions), params)[0] or 0
+        if counts is not None:
+            counts.put(key, total)
+    return key, total
 
 
-def _nulls(session, where, column, descending: bool, after_id: int | None, limit: int) -> list[Listing]:
-    stmt = select(Listing).where(*where, column.is_(None))
-    if after_id is not None:
-        stmt = stmt.where(Listing.id < after_id if descending else Listing.id > after_id)
-    order = Listing.id.desc() if descending else Listing.id
-    return list(session.scalars(stmt.order_by(order).limit(limit)))
+def _conditions(q: SearchQuery, sources: tuple[str, ...] | None) -> tuple[Conditions, dict]:
+    """The shape of a query's conditions (names, list lengths) and their parameters."""
+    conditions: dict[str, int] = {}
+    params: dict = {}
+    lists = {"sources": sources, "statuses": sorted(set(q.statuses)) or None,
+             "property_types": sorted(set(q.property_types)) or None}
+    for name, values in lists.items():
+        if values is not None:
+            conditions[name] = len(values)
+            params.update(list_parameters(name, values))
+    single = {"city": q.city.strip().lower() if q.city and q.city.strip() else None,
+              "postal_code": q.postal_code.strip() if q.postal_code and q.postal_code.strip() else None,
+              "min_price": q.min_price, "max_price": q.max_price, "min_bedrooms": q.min_bedrooms,
+              "min_bathrooms": q.min_bathrooms, "modified_since": q.modified_since}
+    for name, value in single.items():
+        if value is not None:
+            conditions[name] = 0
+            params[name] = value
+    if q.north is not None:
+        conditions["box" if q.west <= q.east else "box_wrapped"] = 0
+        params.update(north=q.north, south=q.south, east=q.east, west=q.west)
+    if q.radius_miles is not None:
+        name, radius = radius_parameters(q.latitude, q.longitude, q.radius_miles)
+        conditions[name] = 0
+        params.update(radius)
+    return tuple(sorted(conditions.items())), params
 
 
 def _jsonable(value):
@@ -198,68 +262,15 @@ def _check_longitude(name: str, value: float) -> None:
         raise InvalidArgument(f"{name} must be a longitude between -180 and 180, got {value}")
 
 
-def _entitlement(caller: Caller, requested: tuple[str, ...]) -> list:
+def _entitlement(caller: Caller, requested: tuple[str, ...]) -> tuple[str, ...] | None:
+    """The sources a search may cover; None for all of them."""
     if denied := sorted(s for s in set(requested) if not caller.can_see(s)):
         raise Forbidden(f"not entitled to source {denied[0]!r}")
     if requested:
-        return [Listing.source_id.in_(sorted(set(requested)))]
+        return tuple(sorted(set(requested)))
     if caller.sources is None:
-        return []
-    return [Listing.source_id.in_(sorted(caller.sources))]
-
-
-def _filters(q: SearchQuery) -> list:
-    where = [Listing.removed_at.is_(None)]
-    if q.city:
-        where.append(func.lower(Listing.city) == q.city.strip().lower())
-    if q.postal_code:
-        where.append(Listing.postal_code == q.postal_code.strip())
-    if q.statuses:
-        where.append(Listing.standard_status.in_(sorted(set(q.statuses))))
-    if q.property_types:
-        where.append(Listing.property_type.in_(sorted(set(q.property_types))))
-    if q.min_price is not None:
-        where.append(Listing.list_price >= q.min_price)
-    if q.max_price is not None:
-        where.append(Listing.list_price <= q.max_price)
-    if q.min_bedrooms is not None:
-        where.append(Listing.bedrooms_total >= q.min_bedrooms)
-    if q.min_bathrooms is not None:
-        where.append(Listing.bathrooms_total_integer >= q.min_bathrooms)
-    if q.north is not None:
-        where += _box(q.north, q.south, q.east, q.west)
-    if q.radius_miles is not None:
-        where += _radius(q.latitude, q.longitude, q.radius_miles)
-    if q.modified_since is not None:
-        where.append(Listing.modification_timestamp >= q.modified_since)
-    return where
-
-
-def _box(north: float, south: float, east: float, west: float) -> list:
-    lat = Listing.latitude.between(south, north)
-    if west <= east:
-        return [lat, Listing.longitude.between(west, east)]
-    # The box crosses the antimeridian.
-    return [lat, or_(Listing.longitude >= west, Listing.longitude <= east)]
-
-
-def _radius(latitude: float, longitude: float, miles: float) -> list:
-    """Great-circle (haversine) distance, after a bounding-box pre-filter the indexes can use."""
-    import math
-
-    dlat = math.degrees(miles / EARTH_RADIUS_MILES)
-    coslat = max(math.cos(math.radians(latitude)), 1e-6)
-    dlon = min(180.0, dlat / coslat)
-    lat1, lon1 = math.radians(latitude), math.radians(longitude)
-    lat2, lon2 = func.radians(Listing.latitude), func.radians(Listing.longitude)
-    a = func.sin((lat2 - lat1) / 2) * func.sin((lat2 - lat1) / 2) + math.cos(lat1) * func.cos(lat2) * func.sin(
-        (lon2 - lon1) / 2
-    ) * func.sin((lon2 - lon1) / 2)
-    distance = 2 * EARTH_RADIUS_MILES * func.asin(func.sqrt(a))
-    prefilter = [Listing.latitude.between(latitude - dlat, latitude + dlat)]
-    if dlon < 180 and -180 <= longitude - dlon and longitude + dlon <= 180:
-        prefilter.append(Listing.longitude.between(longitude - dlon, longitude + dlon))
-    return prefilter + [distance <= miles]
+        return None
+    return tuple(sorted(caller.sources))
 
 
 def _decode_position(sort_by: str, position: list) -> list:

@@ -3,9 +3,10 @@
 import io
 
 from lxml import etree
+from sqlalchemy import create_engine
 
 from core.settings import Settings
-from service.app import Dispatcher, build_soap_app
+from service.app import build_dispatcher
 
 ENVELOPE = (
     b'<s:Envelope xmlns:s="http://schemas.xmlsoap.org/soap/envelope/"><s:Body>'
@@ -31,14 +32,17 @@ def call(app, body=ENVELOPE, path="/soap", method="POST", query="", headers=None
     return captured["status"], body
 
 
-def broken_sessions():
+def _refuse_to_connect():
     raise RuntimeError("password=hunter2 at db-7.internal")
+
+
+broken_sessions = create_engine("sqlite://", creator=_refuse_to_connect)  # every query fails
 
 
 def test_an_unexpected_error_is_a_bare_server_fault_with_nothing_internal():
     settings = Settings(secret_key="s", public_url_setting="https://feeds.example.com")
-    soap, wsdl = build_soap_app(settings, broken_sessions)
-    status, body = call(Dispatcher(soap, wsdl))
+    app = build_dispatcher(settings, broken_sessions)
+    status, body = call(app)
     assert status.startswith("500")
     fault = etree.fromstring(body).find(".//faultcode")
     assert fault.text.endswith(":Server")
@@ -47,21 +51,21 @@ def test_an_unexpected_error_is_a_bare_server_fault_with_nothing_internal():
 
 def test_the_wsdl_is_addressed_from_configuration():
     settings = Settings(secret_key="s", public_url_setting="https://feeds.example.com")
-    soap, wsdl = build_soap_app(settings, broken_sessions)
-    status, body = call(Dispatcher(soap, wsdl), b"", method="GET", query="wsdl")
+    app = build_dispatcher(settings, broken_sessions)
+    status, body = call(app, b"", method="GET", query="wsdl")
     assert status.startswith("200")
     assert b'location="https://feeds.example.com/soap"' in body and b"evil" not in body
 
 
 def test_unknown_paths_are_404():
     settings = Settings(secret_key="s")
-    soap, wsdl = build_soap_app(settings, broken_sessions)
-    assert call(Dispatcher(soap, wsdl), b"", path="/admin", method="GET")[0].startswith("404")
+    app = build_dispatcher(settings, broken_sessions)
+    assert call(app, b"", path="/admin", method="GET")[0].startswith("404")
 
 
 def test_a_call_without_any_credentials_is_challenged_with_the_declared_fault():
     settings = Settings(secret_key="s")
-    soap, wsdl = build_soap_app(settings, broken_sessions)
-    status, body = call(Dispatcher(soap, wsdl), headers={})
+    app = build_dispatcher(settings, broken_sessions)
+    status, body = call(app, headers={})
     assert status.startswith("401")
     assert etree.fromstring(body).find(".//faultcode").text == "soap11env:Client.AuthenticationFailed"

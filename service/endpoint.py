@@ -1,0 +1,182 @@
+"""The SOAP endpoint: a POST in, one envelope out, with the cheap checks first.
+
+The order of work is the service's defence against expensive requests:
+
+1. the media type, charset and emptiness of the body (no parsing);
+2. HTTP Basic credentials, before the body is parsed (the worker even asks before the body is
+   read: :meth:`SoapEndpoint.precheck`); without them, the message is parsed only up to the
+   start of its Body and the WS-Security UsernameToken found there is checked;
+3. the rest of the parse and the SOAP 1.1 rules (service/envelope.py);
+4. the operation's arguments against the contract (service/decode.py);
+5. the operation (service/operations.py) and its response (service/encode.py).
+
+Faults: the four declared ones as ``Client.<Name>`` with their detail element; SOAP's own
+``VersionMismatch``, ``MustUnderstand`` and ``Client`` for messages that are not acceptable
+requests; a bare ``Server`` "Internal Error" for anything unexpected. Every fault is HTTP 500,
+except a call without any credentials: 401 with a Basic challenge (some clients, suds among
+them, send credentials only when challenged), still carrying the declared fault.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from http import HTTPStatus
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from service import envelope
+from service.auth import NO_CREDENTIALS, SECURITY, Authenticator, from_basic, from_ws_security
+from service.decode import operations_of
+from service.encode import Encoder
+from service.envelope import SoapFault
+from service.errors import AuthenticationFailed, ServiceError
+from service.operations import HANDLERS
+from service.types import NS
+
+log = logging.getLogger("mlsfeeds.soap")
+
+LOGGED_CHARS = 300  # of a fault message in a log line: it may quote what a client sent
+CHALLENGE = ("WWW-Authenticate", 'Basic realm="mlsfeeds", charset="UTF-8"')
+XML = ("Content-Type", "text/xml; charset=utf-8")
+
+# An observer sees every call: (operation, outcome, seconds, rows). The outcome is "ok" or the
+# fault code; rows is the number of records in the answer.
+Observer = Callable[[str, str, float, int], None]
+
+
+class _Anonymous(Exception):
+    """Neither HTTP credentials nor a UsernameToken."""
+
+
+@dataclass
+class _Call:
+    operation: str = "-"
+    client: str = "-"
+    rows: int = 0
+
+
+class SoapEndpoint:
+    """The WSGI app behind ``POST /soap``. ``runtime`` is service.app.Runtime."""
+
+    def __init__(self, runtime, observe: Observer | None = None):
+        from service.api import ListingService
+
+        self._runtime = runtime
+        self._auth: Authenticator = runtime.authenticator
+        self._operations = operations_of(ListingService, NS)
+        self._names = frozenset(self._operations)
+        self._encoder = Encoder(ListingService, NS)
+        self._understood = frozenset({SECURITY})
+        self._observe = observe or (lambda operation, outcome, seconds, rows: None)
+        self._max_bytes = runtime.max_request_bytes
+
+    # -- before the body -------------------------------------------------------------------------
+
+    def precheck(self, environ, start_response):
+        """Refuse bad HTTP credentials while the body is still on the wire (worker hook)."""
+        if not environ.get("HTTP_AUTHORIZATION"):
+            return None
+        try:
+            credentials = from_basic(environ)
+            with self._runtime.sessions() as session:
+                self._auth.check(session, credentials, environ.get("REMOTE_ADDR", ""))
+        except AuthenticationFailed as exc:
+            self._finish(_Call(), "Client.AuthenticationFailed", time.perf_counter(), str(exc))
+            return self._reply(start_response, "500 Internal Server Error",
+                               self._encoder.fault("Client.AuthenticationFailed", str(exc), "AuthenticationFailed"))
+        return None
+
+    def render_error(self, environ, start_response, status: str, message: str):
+        """The worker's own refusals (body too large, too slow...) as a SOAP Client fault."""
+        self._finish(_Call(), "Client", time.perf_counter(), message)
+        return self._reply(start_response, status, self._encoder.fault("Client", message))
+
+    # -- the call --------------------------------------------------------------------------------
+
+    def __call__(self, environ, start_response):
+        started = time.perf_counter()
+        call = _Call()
+        headers = []
+        try:
+            payload = self._answer(environ, call)
+            status, outcome = "200 OK", "ok"
+        except _Anonymous:
+            status, outcome, headers = "401 Unauthorized", "Client.AuthenticationFailed", [CHALLENGE]
+            payload = self._encoder.fault(outcome, NO_CREDENTIALS, "AuthenticationFailed")
+            self._finish(call, outcome, started, NO_CREDENTIALS)
+        except ServiceError as exc:
+            name = type(exc).__name__
+            status, outcome = "500 Internal Server Error", f"Client.{name}"
+            payload = self._encoder.fault(outcome, str(exc), name)
+            self._finish(call, outcome, started, str(exc))
+        except SoapFault as exc:
+            status, outcome = f"{exc.status} {HTTPStatus(exc.status).phrase}", exc.code
+            payload = self._encoder.fault(exc.code, exc.message)
+            self._finish(call, outcome, started, exc.message)
+        except Exception:
+            log.exception("%s failed (client %s)", call.operation, call.client)
+            status, outcome = "500 Internal Server Error", "Server"
+            payload = self._encoder.fault("Server", "Internal Error")
+            self._finish(call, outcome, started, None)
+        else:
+            self._finish(call, outcome, started, None)
+        return self._reply(start_response, status, payload, headers)
+
+    def _answer(self, environ, call: _Call) -> bytes:
+        document = envelope.document_bytes(self._body(environ), environ.get("CONTENT_TYPE"))
+        credentials, partial = self._credentials(environ, document)
+        runtime = self._runtime
+        with runtime.sessions() as session:
+            caller = self._auth.check(session, credentials, environ.get("REMOTE_ADDR", ""))
+            call.client = caller.name
+            root = envelope.parse(document) if partial is None else envelope.finish(partial, document)
+            message = envelope.read_message(root, self._names, NS, self._understood)
+            call.operation = message.operation
+            arguments = self._operations[message.operation].decode(message.element)
+            values = HANDLERS[message.operation](runtime.call(session, caller), **arguments)
+        call.rows = _rows(values)
+        return self._encoder.response(message.operation, values)
+
+    @staticmethod
+    def _credentials(environ, document: bytes):
+        """(credentials, partial parse): HTTP credentials before any parsing; else the
+        UsernameToken, after parsing only as far as the start of the Body."""
+        credentials = from_basic(environ)
+        if credentials is not None:
+            return credentials, None
+        partial = envelope.read_header(document)
+        credentials = from_ws_security(partial.header)
+        if credentials is None:
+            raise _Anonymous()
+        return credentials, partial
+
+    def _body(self, environ) -> bytes:
+        try:
+            length = int(environ.get("CONTENT_LENGTH") or 0)
+        except ValueError:
+            raise envelope.client_fault("the Content-Length is not a number") from None
+        if length > self._max_bytes:
+            raise SoapFault("Client", f"the request is larger than {self._max_bytes} bytes", 413)
+        return environ["wsgi.input"].read(length) if length > 0 else b""
+
+    # -- answers ---------------------------------------------------------------------------------
+
+    def _finish(self, call: _Call, outcome: str, started: float, message: str | None) -> None:
+        seconds = time.perf_counter() - started
+        if outcome != "ok" and outcome != "Server":
+            # The caller's mistake: one line, no traceback, and never more of its values than this.
+            text = (message or "")[:LOGGED_CHARS] + ("..." if message and len(message) > LOGGED_CHARS else "")
+            log.warning("%s %s client=%s %.1fms: %s", call.operation, outcome, call.client, seconds * 1000,
+                        text)
+        self._observe(call.operation, outcome, seconds, call.rows)
+
+    @staticmethod
+    def _reply(start_response, status: str, payload: bytes, headers=()):
+        start_response(status, [XML, ("Content-Length", str(len(payload))), *headers])
+        return [payload]
+
+
+def _rows(values) -> int:
+    """How many records an answer carries (listings, images, feeds; a listing)."""
+    return sum(len(v) if isinstance(v, list) else isinstance(v, tuple) for v in values)
