@@ -60,7 +60,8 @@ class Source(Base):
     # What the connector left after the last successful download (ETag, files seen...).
     state: Mapped[dict[str, Any]] = mapped_column(default=dict)
     # Bumped by database triggers whenever a listing of this source is inserted, deleted or has a
-    # searchable column changed (migration 0006): a count cached under a value is never stale.
+    # column that searches filter on or return changed (migration 0006): a search count or
+    # answer cached under a value is never stale.
     # It starts at a time in microseconds, so a source deleted and created again never repeats
     # a value its predecessor had.
     data_generation: Mapped[int] = mapped_column(BigId, default=generation_start, server_default="0")

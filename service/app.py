@@ -29,7 +29,7 @@ from service.operations import CallContext
 from service.paging import PageTokens
 from service.photos import PhotoUrls
 from service.reader import Reader
-from service.search import CountCache
+from service.cache import AnswerCache, CountCache
 from service.types import NS
 
 log = logging.getLogger(__name__)
@@ -49,6 +49,7 @@ class Runtime:
     reader: Reader
     max_request_bytes: int = MAX_REQUEST_BYTES
     counts: CountCache = field(default_factory=CountCache)
+    answers: AnswerCache | None = field(default_factory=AnswerCache)
 
     def call(self, session: Session, caller) -> CallContext:
         return CallContext(session, caller, self.tokens, self.photo_urls, self.reader, self.counts)

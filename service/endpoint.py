@@ -31,7 +31,7 @@ from service.decode import operations_of
 from service.encode import Encoder
 from service.envelope import SoapFault
 from service.errors import AuthenticationFailed, ServiceError
-from service.operations import HANDLERS
+from service.operations import ANSWER_KEYS, HANDLERS
 from service.types import NS
 
 log = logging.getLogger("mlsfeeds.soap")
@@ -134,9 +134,21 @@ class SoapEndpoint:
             message = envelope.read_message(root, self._names, NS, self._understood)
             call.operation = message.operation
             arguments = self._operations[message.operation].decode(message.element)
-            values = HANDLERS[message.operation](runtime.call(session, caller), **arguments)
+            return self._run(runtime.call(session, caller), message.operation, arguments, call)
+
+    def _run(self, context, operation: str, arguments: dict, call: _Call) -> bytes:
+        """The operation's encoded answer, from the answer cache when it has it."""
+        answers, key_of = self._runtime.answers, ANSWER_KEYS.get(operation)
+        key = key_of(context, **arguments) if answers is not None and key_of is not None else None
+        if key is not None and (cached := answers.get(key)) is not None:
+            payload, call.rows = cached
+            return payload
+        values = HANDLERS[operation](context, **arguments)
         call.rows = _rows(values)
-        return self._encoder.response(message.operation, values)
+        payload = self._encoder.response(operation, values)
+        if key is not None:
+            answers.put(key, (payload, call.rows))
+        return payload
 
     @staticmethod
     def _credentials(environ, document: bytes):

@@ -8,7 +8,7 @@ the endpoint against) turn them into spyne objects.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -20,7 +20,8 @@ from service.errors import Forbidden, NotFound
 from service.paging import PageTokens
 from service.photos import PhotoUrls
 from service.reader import Reader
-from service.search import CountCache, SearchQuery, search
+from service.cache import CountCache
+from service.search import SearchQuery, answer_key, search
 from service.types import DETAIL_FIELDS, SUMMARY_FIELDS
 
 
@@ -35,14 +36,25 @@ class CallContext:
     photo_urls: PhotoUrls
     reader: Reader
     counts: CountCache | None = None
+    generations: dict = field(default_factory=dict)  # data generation signatures read by this call
 
 
-def search_listings(call: CallContext, SourceId=None, City=None, PostalCode=None, StandardStatus=None,
-                    PropertyType=None, MinPrice=None, MaxPrice=None, MinBedrooms=None, MinBathrooms=None,
-                    North=None, South=None, East=None, West=None, Latitude=None, Longitude=None,
-                    RadiusMiles=None, ModifiedSince=None, SortBy=None, SortDescending=None, PageSize=None,
-                    PageToken=None) -> tuple:
-    query = SearchQuery(
+def search_listings(call: CallContext, **arguments) -> tuple:
+    page = search(call.reader, call.caller, _search_query(**arguments), call.tokens, arguments.get("PageSize"),
+                  arguments.get("PageToken"), call.counts, call.generations)
+    return page.total, page.next_token, page.rows
+
+
+def search_listings_key(call: CallContext, **arguments) -> str:
+    """What a search's answer may be cached under (see service/cache.py)."""
+    return answer_key(call.reader, call.caller, _search_query(**arguments), arguments, call.generations)
+
+
+def _search_query(SourceId=None, City=None, PostalCode=None, StandardStatus=None, PropertyType=None,
+                  MinPrice=None, MaxPrice=None, MinBedrooms=None, MinBathrooms=None, North=None, South=None,
+                  East=None, West=None, Latitude=None, Longitude=None, RadiusMiles=None, ModifiedSince=None,
+                  SortBy=None, SortDescending=None, PageSize=None, PageToken=None) -> SearchQuery:
+    return SearchQuery(
         source_ids=tuple(SourceId or ()),
         city=City,
         postal_code=PostalCode,
@@ -58,8 +70,6 @@ def search_listings(call: CallContext, SourceId=None, City=None, PostalCode=None
         sort_by=SortBy or "ListingKey",
         descending=bool(SortDescending),
     )
-    page = search(call.reader, call.caller, query, call.tokens, PageSize, PageToken, call.counts)
-    return page.total, page.next_token, page.rows
 
 
 _DETAIL_COLUMNS = [getattr(Listing, column) for _, _, column in SUMMARY_FIELDS + DETAIL_FIELDS]
@@ -95,6 +105,9 @@ def _visible(caller: Caller, source_id: str, listing_key: str) -> list:
         raise Forbidden(f"not entitled to source {source_id!r}")
     return [Listing.source_id == source_id, Listing.listing_key == listing_key, Listing.removed_at.is_(None)]
 
+
+# Operations whose answers may be cached, and the key of each answer.
+ANSWER_KEYS = {"SearchListings": search_listings_key}
 
 HANDLERS = {
     "SearchListings": search_listings,

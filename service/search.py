@@ -6,23 +6,21 @@ matching listing once, even while other rows are inserted or removed; and since 
 plain columns, an index on (column, id) serves it and a page reads only its own rows.
 
 TotalCount is exact. Counting is the costly part of a search, so a count is kept, per worker,
-under the query, the caller's sources and their *data generations* (Source.data_generation,
-bumped by database triggers in the transaction that changes a listing): a count is reused only
-while none of those sources has changed, and never after a load commits. The page token carries
-the count with its key, so the pages after the first never count again while nothing changed,
-whichever worker or host serves them.
+under the query, the caller's sources and their *data generations* (service/cache.py): a count
+is reused only while none of those sources has changed, and never after a load commits. The
+page token carries the count with its key, so the pages after the first never count again while
+nothing changed, whichever worker or host serves them.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from collections import OrderedDict
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
-from threading import Lock
 
 from core.reso import STANDARD_STATUS
 from service.auth import Caller
+from service.cache import CountCache
 from service.errors import Forbidden, InvalidArgument
 from service.paging import PageTokens, fingerprint
 from service.reader import Reader
@@ -88,28 +86,6 @@ class SearchPage:
     next_token: str | None
 
 
-class CountCache:
-    """Exact counts by key (query, sources, data generations); the least recently used go first."""
-
-    def __init__(self, size: int = 4096):
-        self._size = size
-        self._counts: OrderedDict[str, int] = OrderedDict()
-        self._lock = Lock()
-
-    def get(self, key: str) -> int | None:
-        with self._lock:
-            total = self._counts.get(key)
-            if total is not None:
-                self._counts.move_to_end(key)
-            return total
-
-    def put(self, key: str, total: int) -> None:
-        with self._lock:
-            self._counts[key] = total
-            if len(self._counts) > self._size:
-                self._counts.popitem(last=False)
-
-
 def search(
     reader: Reader,
     caller: Caller,
@@ -118,17 +94,21 @@ def search(
     page_size: int | None = None,
     page_token: str | None = None,
     counts: CountCache | None = None,
+    generations: dict | None = None,
 ) -> SearchPage:
+    """One page of a search. ``generations`` memoizes the data generation signature of the
+    sources within one call (see answer_key)."""
     size = _page_size(page_size)
     query.validate()
     sources = _entitlement(caller, query.source_ids)
     conditions, params = _conditions(query, sources)
-    query_print = fingerprint(asdict(query))
+    query_print = fingerprint(vars(query))
     carried = tokens.payload(page_token, query_print) if page_token else None
     position = _decode_position(query.sort_by, carried["k"]) if carried else None
     with reader.connection() as db:
+        generation = _generation(db, sources, generations)
         rows, last = _page(db, conditions, params, query, position, size + 1)
-        count_key, total = _count(db, conditions, params, sources, carried, counts)
+        count_key, total = _count(db, conditions, params, generation, carried, counts)
     next_token = None
     if len(rows) > size:
         rows, last = rows[:size], last[:size]
@@ -160,10 +140,32 @@ def _page(db, conditions: Conditions, params: dict, query: SearchQuery, position
     return rows, positions
 
 
-def _count(db, conditions: Conditions, params: dict, sources, carried: dict | None, counts: CountCache | None):
+def answer_key(reader: Reader, caller: Caller, query: SearchQuery, arguments: dict,
+               generations: dict | None = None) -> str:
+    """The cache key of a search's whole answer: its arguments, the sources it covers and their
+    data generation signature, read now, before any listing is."""
+    query.validate()
+    sources = _entitlement(caller, query.source_ids)
+    with reader.connection() as db:
+        generation = _generation(db, sources, generations)
+    return fingerprint({"a": arguments, "s": sources, "g": generation})
+
+
+def _generation(db, sources: tuple[str, ...] | None, memo: dict | None) -> list:
+    """The data generation signature of ``sources`` (all when None), once per call."""
+    if memo is not None and sources in memo:
+        return memo[sources]
+    statement = generation_statement(None if sources is None else len(sources))
+    generation = list(db.one(statement, list_parameters("sources", sources or ())))
+    if memo is not None:
+        memo[sources] = generation
+    return generation
+
+
+def _count(db, conditions: Conditions, params: dict, generation: list, carried: dict | None,
+           counts: CountCache | None):
     """(key, exact count): from the token or the cache while the sources' data is unchanged."""
-    generation = db.one(generation_statement(None if sources is None else len(sources)), params)
-    key = fingerprint({"c": conditions, "p": params, "g": list(generation)})
+    key = fingerprint({"c": conditions, "p": params, "g": generation})
     if carried and isinstance(carried.get("c"), list) and carried["c"][:1] == [key]:
         return key, int(carried["c"][1])
     total = counts.get(key) if counts is not None else None

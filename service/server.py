@@ -44,6 +44,7 @@ HEADER_TIMEOUT = 10.0
 BODY_TIMEOUT = 30.0
 WRITE_TIMEOUT = 30.0
 LINGER_SECONDS = 2.0
+DRAIN_SECONDS = 1.0
 LINGER_BYTES = 4 * MAX_BODY_BYTES
 READ_CHUNK = 65536
 
@@ -532,14 +533,17 @@ class BufferingWorker(base.Worker):
         conn.sock.close()
 
     def _shut_down(self) -> None:
-        """Stop accepting; let responses in flight go out within the graceful timeout."""
+        """Stop accepting, and drain: for a moment keep answering the requests that arrive on
+        open connections (each answer says ``Connection: close``), since a client may have sent
+        one just now; then close the idle connections and finish the rest within the graceful
+        timeout."""
         self._listen(False)
-        for conn in list(self.connections.values()):
-            if conn.state != WRITING:
-                self._close(conn)
-        deadline = time.monotonic() + self.cfg.graceful_timeout
-        while self.connections and time.monotonic() < deadline:
-            self._turn(0.2)
+        started = time.monotonic()
+        while self.connections and time.monotonic() < started + self.cfg.graceful_timeout:
+            if time.monotonic() > started + DRAIN_SECONDS:
+                for conn in [c for c in self.connections.values() if c.idle]:
+                    self._close(conn)
+            self._turn(0.1)
         for conn in list(self.connections.values()):
             self._close(conn)
 

@@ -4,15 +4,15 @@ Revision ID: 0006
 Revises: 0005
 Create Date: 2026-12-03 13:00:00
 
-The SOAP service caches search counts under the data generations of the sources a search
-covers. The database itself bumps them, in the transaction that changes the listings, so no
-writer (the loader, the geocoder, a seed, an operator's SQL) can leave a cached count stale.
+The SOAP service caches search counts and answers under the data generations of the sources a
+search covers. The database itself bumps them, in the transaction that changes the listings, so
+no writer (the loader, the geocoder, the photo job, a seed, an operator's SQL) can leave a cached
+answer stale.
 
 - SQLite and MariaDB: row triggers (``FOR EACH ROW``; a bump is a primary-key update of one
   small row, about 2 µs per listing written on SQLite).
 - PostgreSQL: statement triggers with transition tables, one bump per source per statement;
-  an UPDATE bumps only the sources whose rows changed a searchable column, so the photo job's
-  photo counts do not churn the sources rows.
+  an UPDATE bumps only the sources whose rows changed a column a search filters on or returns.
 
 A migration that rebuilds ``listings`` (SQLite batch "move and copy") drops its triggers:
 tests/integration/test_migrations.py fails if they are missing at head.
@@ -29,11 +29,13 @@ down_revision = '0005'
 branch_labels = None
 depends_on = None
 
-# The columns a search filters or sorts on: changing one changes what a search counts.
+# The columns a search filters on, sorts on or returns (ListingSummary): changing one changes
+# what a search counts or answers.
 SEARCHABLE = (
-    "source_id", "standard_status", "property_type", "list_price", "bedrooms_total",
-    "bathrooms_total_integer", "city", "postal_code", "latitude", "longitude",
-    "modification_timestamp", "removed_at", "listing_key",
+    "source_id", "listing_key", "listing_id", "standard_status", "property_type", "list_price",
+    "bedrooms_total", "bathrooms_total_integer", "living_area", "unparsed_address", "city",
+    "state_or_province", "postal_code", "latitude", "longitude", "photos_count",
+    "modification_timestamp", "removed_at",
 )
 BUMP = "UPDATE sources SET data_generation = data_generation + 1 WHERE id = {row}.source_id"
 
