@@ -111,4 +111,5 @@ def to_model(kind, value):
         return value
     fields = kind._type_info
     record = value if isinstance(value, Mapping) else dict(zip(fields.keys(), value))
-    return kind(**{name: to_model(fields[name], v) for name, v in record.items() if name in fields})
+    model = getattr(kind, "__orig__", None) or kind  # customized copies are not to be instantiated
+    return model(**{name: to_model(fields[name], v) for name, v in record.items() if name in fields})

@@ -5,12 +5,16 @@ PasswordDigest is checked against the sealed password; its nonce is recorded in 
 so a replay is refused by every worker and every host, and its Created time must fall inside a
 window (default ±300 s), which bounds how long nonces must be kept.
 
-Nothing here tells a caller whether a user exists: an unknown user costs the same scrypt
-verification as a wrong password (against a dummy hash) and gets the same message, and the
-checks of a digest token that do not depend on the user (Nonce, Created) come before the user
-is looked up. Wrong credentials are remembered for a short while, so repeating them costs
-nothing; a client address that keeps failing with new ones is, for a minute, refused without
-the slow check, except for credentials that have worked before.
+Passwords (HTTP Basic, PasswordText) are checked against the sealed copy as well: unsealing
+costs microseconds where the scrypt hash costs about 100 ms, so nobody can make the service
+burn a core by sending wrong passwords. This reveals nothing new: whoever has the database and
+the secret key can unseal the passwords anyway (PasswordDigest needs them). A client whose
+password is not sealed under the current key is checked against its scrypt hash.
+
+Nothing here tells a caller whether a user exists: an unknown user is checked against a dummy
+sealed password, the same work as a wrong password, and gets the same message; the checks of a
+digest token that do not depend on the user (Nonce, Created) come before the user is looked
+up. Wrong credentials are remembered for a short while, so repeating them costs nothing.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ import datetime as dt
 import hashlib
 import hmac
 import random
+import secrets
 import threading
 import time
 from dataclasses import dataclass
@@ -33,7 +38,7 @@ from sqlalchemy.orm import Session, selectinload, sessionmaker
 from core.models import Client, WsNonce
 from core.passwords import seal, unseal, verify_password
 from core.types import utcnow
-from service.errors import AuthenticationFailed
+from service.errors import AuthenticationFailed, shown
 
 WSSE = "http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-wssecurity-secext-1.0.xsd"
 WSU = "http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-wssecurity-utility-1.0.xsd"
@@ -46,13 +51,7 @@ NO_CREDENTIALS = "no credentials: send HTTP Basic authentication or a WS-Securit
 _URLSAFE = str.maketrans("-_", "+/")
 RECENT = 30  # seconds a verified password (and the caller it gave) is trusted without a lookup
 FAILED = 30  # seconds wrong credentials are refused without being checked again
-KNOWN_GOOD = 86_400  # seconds credentials that worked stay exempt from the failure limit
-FAILURE_LIMIT, FAILURE_WINDOW = 20, 60.0  # slow checks that may fail per client address per window
 _CACHE_SIZE = 10_000
-# A scrypt hash of a random password with the parameters of core.passwords: unknown users are
-# checked against it, so that they take as long as known users with a wrong password.
-_DUMMY_HASH = ("scrypt$16384$8$1$ZUvAQt08tWXW7tYq3f9tXw==$"
-               "Cs9hQb7N0vZKf8L7tE3yQpR6Hc3UrbG9kYl2cWb0Zt4=")
 
 
 @dataclass(frozen=True)
@@ -140,30 +139,6 @@ class _Expiring:
             self._items.pop(key, None)
 
 
-class FailureLimiter:
-    """Counts slow checks that failed, per client address, in a sliding window."""
-
-    def __init__(self, limit: int = FAILURE_LIMIT, window: float = FAILURE_WINDOW):
-        self._limit, self._window = limit, window
-        self._failures: dict[str, collections.deque] = {}
-        self._lock = threading.Lock()
-
-    def exhausted(self, address: str) -> bool:
-        with self._lock:
-            times = self._failures.get(address)
-            if not times:
-                return False
-            while times and times[0] < time.monotonic() - self._window:
-                times.popleft()
-            return len(times) >= self._limit
-
-    def failed(self, address: str) -> None:
-        with self._lock:
-            if len(self._failures) > _CACHE_SIZE:
-                self._failures.clear()
-            self._failures.setdefault(address, collections.deque(maxlen=self._limit)).append(time.monotonic())
-
-
 class Authenticator:
     """Turns the credentials of a request into a Caller, or raises AuthenticationFailed."""
 
@@ -175,9 +150,8 @@ class Authenticator:
         self._nonces = nonces
         self._recent = _Expiring(RECENT)
         self._failed = _Expiring(FAILED)
-        self._known_good = _Expiring(KNOWN_GOOD)
-        self._limiter = FailureLimiter()
-        self._dummy_sealed = seal("not a password", secret_key)
+        # What an unknown user is checked against: the same work as a known one.
+        self._dummy_sealed = seal(secrets.token_urlsafe(16), secret_key)
 
     def authenticate(self, session: Session, environ: dict, envelope) -> Caller:
         """The caller of a whole request: its UsernameToken if it has one, else HTTP Basic."""
@@ -185,34 +159,41 @@ class Authenticator:
         credentials = from_ws_security(header) or from_basic(environ)
         if credentials is None:
             raise AuthenticationFailed(NO_CREDENTIALS)
-        return self.check(session, credentials, environ.get("REMOTE_ADDR", ""))
+        return self.check(session, credentials)
 
-    def check(self, session: Session, credentials: Credentials, address: str = "") -> Caller:
+    def check(self, session: Session, credentials: Credentials) -> Caller:
         if credentials.digest:
             return self._check_digest(session, credentials)
-        return self._check_password(session, credentials, address)
+        return self._check_password(session, credentials)
 
     # -- passwords (HTTP Basic, PasswordText) ---------------------------------------------------
 
-    def _check_password(self, session: Session, credentials: Credentials, address: str) -> Caller:
-        """A verified password is trusted for RECENT seconds: a slow hash on every call would cap
-        the service at a few dozen calls per second per core. A disabled client, a new password
-        or new entitlements take effect within RECENT seconds."""
+    def _check_password(self, session: Session, credentials: Credentials) -> Caller:
+        """A verified password is trusted for RECENT seconds (no client lookup per call); a
+        disabled client, a new password or new entitlements take effect within RECENT seconds."""
         key = self._cache_key(credentials)
         if (caller := self._recent.get(key)) is not None:
             return caller
-        if self._failed.get(key) or (self._limiter.exhausted(address) and not self._known_good.get(key)):
+        if self._failed.get(key):
             raise AuthenticationFailed(BAD_CREDENTIALS)
         client = self._client(session, credentials.username)
-        valid = verify_password(credentials.password, client.password_hash if client else _DUMMY_HASH)
-        if client is None or not valid:
+        if client is None or not self._password_matches(client, credentials.password):
             self._failed.put(key)
-            self._limiter.failed(address)
             raise AuthenticationFailed(BAD_CREDENTIALS)
         caller = _caller(client)
         self._recent.put(key, caller)
-        self._known_good.put(key)
         return caller
+
+    def _password_matches(self, client: Client | None, password: str) -> bool:
+        actual = None
+        if client is None or client.password_sealed:
+            actual = unseal(client.password_sealed if client else self._dummy_sealed, self._secret.decode())
+        if actual is None and client is not None:
+            # Not sealed, or sealed under another secret key: only the slow hash can tell.
+            return verify_password(password, client.password_hash)
+        same = hmac.compare_digest(hashlib.sha256(password.encode()).digest(),
+                                   hashlib.sha256((actual or "").encode()).digest())
+        return client is not None and same
 
     def _cache_key(self, credentials: Credentials) -> bytes:
         return hmac.digest(self._secret, f"{credentials.username}\0{credentials.password}".encode(), "sha256")
@@ -246,7 +227,7 @@ class Authenticator:
         try:
             when = dt.datetime.fromisoformat(created.strip().replace("Z", "+00:00"))
         except ValueError:
-            raise AuthenticationFailed(f"the UsernameToken's Created is not a time: {_shown(created)}") from None
+            raise AuthenticationFailed(f"the UsernameToken's Created is not a time: {shown(created)}") from None
         if when.tzinfo is None:
             when = when.replace(tzinfo=dt.timezone.utc)
         if abs(self._clock() - when) > self._window:
@@ -277,7 +258,7 @@ def from_basic(environ: dict) -> Credentials | None:
         return None
     scheme, _, value = header.strip().partition(" ")
     if scheme.lower() != "basic":
-        raise AuthenticationFailed(f"the Authorization scheme {_shown(scheme)} is not supported: use Basic, "
+        raise AuthenticationFailed(f"the Authorization scheme {shown(scheme)} is not supported: use Basic, "
                                    "or a WS-Security UsernameToken")
     try:
         # Some clients (suds) encode with the URL-safe alphabet; accept both.
@@ -324,7 +305,3 @@ def _decode_nonce(value: str) -> bytes:
         return base64.b64decode(value, validate=True)
     except binascii.Error:
         raise AuthenticationFailed("the UsernameToken's Nonce is not base64") from None
-
-
-def _shown(value: str, limit: int = 60) -> str:
-    return repr(value if len(value) <= limit else value[:limit] + "...")

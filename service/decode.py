@@ -24,12 +24,11 @@ from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from service.errors import InvalidArgument
+from service.errors import InvalidArgument, shown
 
 XSI_NIL = "{http://www.w3.org/2001/XMLSchema-instance}nil"
 XSI = "{http://www.w3.org/2001/XMLSchema-instance}"
 UNBOUNDED = float("inf")
-MAX_SHOWN = 60  # characters of a client's value quoted back in a message
 
 
 @dataclass(frozen=True)
@@ -59,7 +58,7 @@ class Operation:
             while position < len(children) and children[position].tag == field.tag:
                 found.append(children[position])
                 position += 1
-            values[field.name] = _field_value(field, found)
+            values[field.name] = _field_value(field, found, self.name)
         if position < len(children):
             raise InvalidArgument(self._misplaced(children[position]))
         return values
@@ -79,12 +78,12 @@ class Operation:
             ", ".join(f.name for f in self.fields) + ")"
 
 
-def _field_value(field: Field, found: list) -> Any:
+def _field_value(field: Field, found: list, operation: str) -> Any:
     present = [e for e in found if not _nil(e, field)]
     if len(present) < field.min_occurs:
-        raise InvalidArgument(f"{field.name} is required")
+        raise InvalidArgument(f"{field.name} is required in {operation}")
     if len(found) > field.max_occurs:
-        raise InvalidArgument(f"{field.name} may appear only once")
+        raise InvalidArgument(f"{field.name} may appear only once in {operation}")
     values = [field.parse(field.name, _simple_text(e, field.name)) for e in present]
     if field.repeated:
         return values
@@ -96,7 +95,7 @@ def _nil(element, field: Field) -> bool:
     if flag is None:
         return False
     if flag.strip() not in ("true", "1", "false", "0"):
-        raise InvalidArgument(f"{field.name}: xsi:nil must be true or false, got {_shown(flag)}")
+        raise InvalidArgument(f"{field.name}: xsi:nil must be true or false, got {shown(flag)}")
     if flag.strip() in ("false", "0"):
         return False
     if len(element) or (element.text and element.text.strip()):
@@ -125,18 +124,14 @@ def _check_no_text(element, name: str) -> None:
 
 # -- XSD lexical spaces ---------------------------------------------------------------------
 
-_INTEGER = re.compile(r"[+-]?\d+\Z")
-_DECIMAL = re.compile(r"[+-]?(\d+(\.\d*)?|\.\d+)\Z")
-_DOUBLE = re.compile(r"[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?\Z|[+-]?INF\Z|NaN\Z")
+# XSD digits are ASCII digits only (re.ASCII: \d would also match other scripts' digits).
+_INTEGER = re.compile(r"[+-]?\d+\Z", re.ASCII)
+_DECIMAL = re.compile(r"[+-]?(\d+(\.\d*)?|\.\d+)\Z", re.ASCII)
+_DOUBLE = re.compile(r"[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?\Z|-?INF\Z|NaN\Z", re.ASCII)
 _DATETIME = re.compile(
-    r"(-?\d{4,})-(\d\d)-(\d\d)T(\d\d):(\d\d):(\d\d)(\.\d+)?(Z|[+-]\d\d:\d\d)?\Z"
+    r"(-?\d{4,})-(\d\d)-(\d\d)T(\d\d):(\d\d):(\d\d)(\.\d+)?(Z|[+-]\d\d:\d\d)?\Z", re.ASCII
 )
-_DATE = re.compile(r"(-?\d{4,})-(\d\d)-(\d\d)(Z|[+-]\d\d:\d\d)?\Z")
-
-
-def _shown(text: str) -> str:
-    text = text if len(text) <= MAX_SHOWN else text[:MAX_SHOWN] + "..."
-    return repr(text)
+_DATE = re.compile(r"(-?\d{4,})-(\d\d)-(\d\d)(Z|[+-]\d\d:\d\d)?\Z", re.ASCII)
 
 
 def parse_string(name: str, text: str) -> str:
@@ -147,10 +142,11 @@ def integer_parser(low: int, high: int, kind: str) -> Callable[[str, str], int]:
     def parse(name: str, text: str) -> int:
         value = text.strip()
         if not _INTEGER.match(value):
-            raise InvalidArgument(f"{name}: {_shown(text)} is not a whole number")
-        number = int(value)
+            raise InvalidArgument(f"{name}: {shown(text)} is not a whole number")
+        digits = value.lstrip("+-").lstrip("0")
+        number = int(value) if len(digits) <= 20 else high + 1  # int() of 5,000 digits is refused
         if not low <= number <= high:
-            raise InvalidArgument(f"{name}: {number} is out of range for {kind} ({low} to {high})")
+            raise InvalidArgument(f"{name}: {shown(text)} is out of range for {kind} ({low} to {high})")
         return number
 
     return parse
@@ -159,17 +155,17 @@ def integer_parser(low: int, high: int, kind: str) -> Callable[[str, str], int]:
 def parse_decimal(name: str, text: str) -> Decimal:
     value = text.strip()
     if not _DECIMAL.match(value):
-        raise InvalidArgument(f"{name}: {_shown(text)} is not a decimal number (like 250000 or 1234.50)")
+        raise InvalidArgument(f"{name}: {shown(text)} is not a decimal number (like 250000 or 1234.50)")
     try:
         return Decimal(value)
     except InvalidOperation:  # pragma: no cover - the pattern admits only valid decimals
-        raise InvalidArgument(f"{name}: {_shown(text)} is not a decimal number") from None
+        raise InvalidArgument(f"{name}: {shown(text)} is not a decimal number") from None
 
 
 def parse_double(name: str, text: str) -> float:
     value = text.strip()
     if not _DOUBLE.match(value):
-        raise InvalidArgument(f"{name}: {_shown(text)} is not a number")
+        raise InvalidArgument(f"{name}: {shown(text)} is not a number")
     if value.endswith("INF"):
         return -math.inf if value.startswith("-") else math.inf
     return float(value)
@@ -181,14 +177,14 @@ def parse_boolean(name: str, text: str) -> bool:
         return True
     if value in ("false", "0"):
         return False
-    raise InvalidArgument(f"{name}: {_shown(text)} is not a boolean (true, false, 1 or 0)")
+    raise InvalidArgument(f"{name}: {shown(text)} is not a boolean (true, false, 1 or 0)")
 
 
 def parse_datetime(name: str, text: str) -> dt.datetime:
     """An xs:dateTime; without a time zone it is taken as UTC."""
     match = _DATETIME.match(text.strip())
     if not match:
-        raise InvalidArgument(f"{name}: {_shown(text)} is not a date and time like 2026-05-01T12:00:00Z")
+        raise InvalidArgument(f"{name}: {shown(text)} is not a date and time like 2026-05-01T12:00:00Z")
     year, month, day, hour, minute, second, fraction, zone = match.groups()
     try:
         extra = dt.timedelta(0)
@@ -198,18 +194,18 @@ def parse_datetime(name: str, text: str) -> dt.datetime:
         value = dt.datetime(int(year), int(month), int(day), int(hour), int(minute), int(second), micro,
                             tzinfo=_zone(zone)) + extra
     except (ValueError, OverflowError) as exc:
-        raise InvalidArgument(f"{name}: {_shown(text)} is not a valid date and time ({exc})") from None
+        raise InvalidArgument(f"{name}: {shown(text)} is not a valid date and time ({exc})") from None
     return value.astimezone(dt.timezone.utc)
 
 
 def parse_date(name: str, text: str) -> dt.date:
     match = _DATE.match(text.strip())
     if not match:
-        raise InvalidArgument(f"{name}: {_shown(text)} is not a date like 2026-05-01")
+        raise InvalidArgument(f"{name}: {shown(text)} is not a date like 2026-05-01")
     try:
         return dt.date(int(match.group(1)), int(match.group(2)), int(match.group(3)))
     except ValueError as exc:
-        raise InvalidArgument(f"{name}: {_shown(text)} is not a valid date ({exc})") from None
+        raise InvalidArgument(f"{name}: {shown(text)} is not a valid date ({exc})") from None
 
 
 def _zone(text: str | None) -> dt.timezone:
@@ -225,7 +221,7 @@ def _zone(text: str | None) -> dt.timezone:
 def enumeration_parser(values: tuple[str, ...]) -> Callable[[str, str], str]:
     def parse(name: str, text: str) -> str:
         if text not in values:
-            raise InvalidArgument(f"{name}: {_shown(text)} is not one of {', '.join(values)}")
+            raise InvalidArgument(f"{name}: {shown(text)} is not one of {', '.join(values)}")
         return text
 
     return parse

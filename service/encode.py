@@ -159,6 +159,7 @@ class Encoder:
         self._namespace, self._prefix = namespace, prefix
         self._head = (f'{DECLARATION}<soap11env:Envelope xmlns:soap11env="{SOAP11}" '
                       f'xmlns:{prefix}="{namespace}"><soap11env:Body>')
+        self._bare_head = f'{DECLARATION}<soap11env:Envelope xmlns:soap11env="{SOAP11}"><soap11env:Body>'
         self._tail = "</soap11env:Body></soap11env:Envelope>"
         writers: dict = {}
         self._responses = {
@@ -177,7 +178,8 @@ class Encoder:
 
     def fault(self, code: str, message: str, detail: str | None = None) -> bytes:
         """A soap:Fault; ``detail`` names a declared fault element (its Message is ``message``)."""
-        body = [self._head, "<soap11env:Fault>", f"<faultcode>soap11env:{code}</faultcode>",
+        head = self._head if detail else self._bare_head
+        body = [head, "<soap11env:Fault>", f"<faultcode>soap11env:{code}</faultcode>",
                 f"<faultstring>{text(message)}</faultstring>", "<faultactor></faultactor>"]
         if detail:
             prefix = self._prefix

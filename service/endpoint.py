@@ -80,7 +80,7 @@ class SoapEndpoint:
         try:
             credentials = from_basic(environ)
             with self._runtime.sessions() as session:
-                self._auth.check(session, credentials, environ.get("REMOTE_ADDR", ""))
+                self._auth.check(session, credentials)
         except AuthenticationFailed as exc:
             self._finish(_Call(), "Client.AuthenticationFailed", time.perf_counter(), str(exc))
             return self._reply(start_response, "500 Internal Server Error",
@@ -128,7 +128,7 @@ class SoapEndpoint:
         credentials, partial = self._credentials(environ, document)
         runtime = self._runtime
         with runtime.sessions() as session:
-            caller = self._auth.check(session, credentials, environ.get("REMOTE_ADDR", ""))
+            caller = self._auth.check(session, credentials)
             call.client = caller.name
             root = envelope.parse(document) if partial is None else envelope.finish(partial, document)
             message = envelope.read_message(root, self._names, NS, self._understood)

@@ -26,3 +26,9 @@ class NotFound(ServiceError):
 
 class InvalidArgument(ServiceError):
     pass
+
+
+def shown(value, limit: int = 60) -> str:
+    """A value a client sent, quoted for a message: never more than ``limit`` characters of it."""
+    text = str(value)
+    return repr(text if len(text) <= limit else text[:limit] + "...")

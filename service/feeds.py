@@ -7,7 +7,7 @@ from sqlalchemy.orm import Session
 
 from core.models import FeedRun, Listing, Source
 from service.auth import Caller
-from service.errors import Forbidden, NotFound
+from service.errors import Forbidden, NotFound, shown
 
 _COUNTS = {
     "RowsParsed": "rows_parsed",
@@ -39,10 +39,10 @@ def _visible_sources(session: Session, caller: Caller, source_id: str | None) ->
     stmt = select(Source).order_by(Source.id)
     if source_id:
         if not caller.can_see(source_id):
-            raise Forbidden(f"not entitled to source {source_id!r}")
+            raise Forbidden(f"not entitled to source {shown(source_id)}")
         found = list(session.scalars(stmt.where(Source.id == source_id)))
         if not found:
-            raise NotFound(f"no source {source_id!r}")
+            raise NotFound(f"no source {shown(source_id)}")
         return found
     if caller.sources is not None:
         stmt = stmt.where(Source.id.in_(sorted(caller.sources)))

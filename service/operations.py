@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 from core.models import Listing, Media
 from service import feeds
 from service.auth import Caller
-from service.errors import Forbidden, NotFound
+from service.errors import Forbidden, NotFound, shown
 from service.paging import PageTokens
 from service.photos import PhotoUrls
 from service.reader import Reader
@@ -80,7 +80,7 @@ def get_listing(call: CallContext, SourceId: str, ListingKey: str) -> tuple:
         select(*_DETAIL_COLUMNS, Listing.extra).where(*_visible(call.caller, SourceId, ListingKey))
     ).first()
     if row is None:
-        raise NotFound(f"no listing {ListingKey!r} in source {SourceId!r}")
+        raise NotFound(f"no listing {shown(ListingKey)} in source {shown(SourceId)}")
     *values, extra = row
     extras = [(str(k), None if v is None else str(v)) for k, v in sorted((extra or {}).items())]
     return (tuple(values) + (extras or None,),)
@@ -89,7 +89,7 @@ def get_listing(call: CallContext, SourceId: str, ListingKey: str) -> tuple:
 def get_listing_images(call: CallContext, SourceId: str, ListingKey: str) -> tuple:
     listing_id = call.session.scalar(select(Listing.id).where(*_visible(call.caller, SourceId, ListingKey)))
     if listing_id is None:
-        raise NotFound(f"no listing {ListingKey!r} in source {SourceId!r}")
+        raise NotFound(f"no listing {shown(ListingKey)} in source {shown(SourceId)}")
     media = call.session.scalars(select(Media).where(Media.listing_id == listing_id).order_by(Media.order))
     urls = call.photo_urls
     return ([(m.order, urls.url_for(m), m.width, m.height, m.content_type, m.modification_timestamp, m.caption)
@@ -102,7 +102,7 @@ def get_feed_status(call: CallContext, SourceId=None) -> tuple:
 
 def _visible(caller: Caller, source_id: str, listing_key: str) -> list:
     if not caller.can_see(source_id):
-        raise Forbidden(f"not entitled to source {source_id!r}")
+        raise Forbidden(f"not entitled to source {shown(source_id)}")
     return [Listing.source_id == source_id, Listing.listing_key == listing_key, Listing.removed_at.is_(None)]
 
 

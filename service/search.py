@@ -21,7 +21,7 @@ from decimal import Decimal, InvalidOperation
 from core.reso import STANDARD_STATUS
 from service.auth import Caller
 from service.cache import CountCache
-from service.errors import Forbidden, InvalidArgument
+from service.errors import Forbidden, InvalidArgument, NotFound, shown
 from service.paging import PageTokens, fingerprint
 from service.reader import Reader
 from service.statements import (
@@ -34,11 +34,13 @@ from service.statements import (
     list_parameters,
     page_statement,
     radius_parameters,
+    sources_statement,
 )
 
 DEFAULT_PAGE_SIZE = 25
 MAX_PAGE_SIZE = 200
 MAX_RADIUS_MILES = 500.0
+MAX_PRICE = Decimal("999999999999.99")  # what the ListPrice column holds
 _ID = ROW_INDEX["id"]
 
 
@@ -71,7 +73,7 @@ class SearchQuery:
                 raise InvalidArgument(f"{name} must not be negative, got {value}")
         if unknown := [s for s in self.statuses if s not in STANDARD_STATUS]:
             raise InvalidArgument(
-                f"unknown StandardStatus {unknown[0]!r}; use one of: {', '.join(STANDARD_STATUS)}"
+                f"unknown StandardStatus {shown(unknown[0])}; use one of: {', '.join(STANDARD_STATUS)}"
             )
         if self.sort_by not in SORT_COLUMNS:
             raise InvalidArgument(f"SortBy must be one of {', '.join(SORT_COLUMNS)}, got {self.sort_by!r}")
@@ -152,11 +154,18 @@ def answer_key(reader: Reader, caller: Caller, query: SearchQuery, arguments: di
 
 
 def _generation(db, sources: tuple[str, ...] | None, memo: dict | None) -> list:
-    """The data generation signature of ``sources`` (all when None), once per call."""
+    """The data generation signature of ``sources`` (all when None), once per call; NotFound
+    when a source asked for does not exist (only a client that may see every source gets this
+    far with one: for the others, a source they are not entitled to is Forbidden, whether or
+    not it exists)."""
     if memo is not None and sources in memo:
         return memo[sources]
     statement = generation_statement(None if sources is None else len(sources))
     generation = list(db.one(statement, list_parameters("sources", sources or ())))
+    if sources is not None and generation[1] < len(sources):
+        missing = sorted(set(sources) - {row[0] for row in db.rows(sources_statement(len(sources)),
+                                                                    list_parameters("sources", sources))})
+        raise NotFound(f"no source {shown(missing[0])}")
     if memo is not None:
         memo[sources] = generation
     return generation
@@ -223,7 +232,9 @@ def _page_size(value: int | None) -> int:
 def _check_prices(low: Decimal | None, high: Decimal | None) -> None:
     for name, value in (("MinPrice", low), ("MaxPrice", high)):
         if value is not None and value < 0:
-            raise InvalidArgument(f"{name} must not be negative, got {value}")
+            raise InvalidArgument(f"{name} must not be negative, got {shown(value)}")
+        if value is not None and value > MAX_PRICE:
+            raise InvalidArgument(f"{name} must be at most {MAX_PRICE}, got {shown(value)}")
     if low is not None and high is not None and low > high:
         raise InvalidArgument(f"MinPrice ({low}) is greater than MaxPrice ({high})")
 
@@ -267,7 +278,7 @@ def _check_longitude(name: str, value: float) -> None:
 def _entitlement(caller: Caller, requested: tuple[str, ...]) -> tuple[str, ...] | None:
     """The sources a search may cover; None for all of them."""
     if denied := sorted(s for s in set(requested) if not caller.can_see(s)):
-        raise Forbidden(f"not entitled to source {denied[0]!r}")
+        raise Forbidden(f"not entitled to source {shown(denied[0])}")
     if requested:
         return tuple(sorted(set(requested)))
     if caller.sources is None:

@@ -145,3 +145,9 @@ def generation_statement(sources: int | None) -> Select:
     (None), or ``sources`` parameters. Generations only grow, so the sum changes when any does."""
     stmt = select(func.coalesce(func.sum(Source.data_generation), 0), func.count())
     return stmt if sources is None else stmt.where(_in(Source.id, "sources", sources))
+
+
+@lru_cache(maxsize=256)
+def sources_statement(sources: int) -> Select:
+    """Which of ``sources`` parameters name a source that exists."""
+    return select(Source.id).where(_in(Source.id, "sources", sources))
