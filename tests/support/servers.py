@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import requests
@@ -37,6 +38,46 @@ def wait_for_http(url: str, process: subprocess.Popen | None = None, timeout: fl
 @contextmanager
 def soap_service(env: dict[str, str], workers: int = 2, log_path: Path | None = None):
     """``mlsfeeds serve`` on a free port; yields its base URL (http://127.0.0.1:PORT)."""
+    with soap_server(env, workers, log_path) as server:
+        yield server.base
+
+
+@dataclass
+class Server:
+    base: str
+    process: subprocess.Popen
+
+    @property
+    def port(self) -> int:
+        return int(self.base.rsplit(":", 1)[1])
+
+    def workers(self) -> list[int]:
+        """The pids of gunicorn's worker processes."""
+        return children(self.process.pid)
+
+
+def children(pid: int) -> list[int]:
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            found.append(int(stat.parent.name))
+    return sorted(found)
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise LookupError(pid)
+
+
+@contextmanager
+def soap_server(env: dict[str, str], workers: int = 2, log_path: Path | None = None):
+    """``mlsfeeds serve`` on a free port; yields a Server (its base URL and process)."""
     port = free_port()
     full_env = {**os.environ, **env, "MLSFEEDS_BIND": f"127.0.0.1:{port}"}
     log = open(log_path, "wb") if log_path else subprocess.DEVNULL
@@ -47,7 +88,10 @@ def soap_service(env: dict[str, str], workers: int = 2, log_path: Path | None = 
     base = f"http://127.0.0.1:{port}"
     try:
         wait_for_http(base + "/healthz", process)
-        yield base
+        deadline = time.monotonic() + 30
+        while len(children(process.pid)) < workers and time.monotonic() < deadline:
+            time.sleep(0.1)
+        yield Server(base, process)
     finally:
         process.terminate()
         try:

@@ -1,0 +1,167 @@
+"""Slow, heavy and concurrent clients must not starve the others: the shipped gunicorn.conf.py
+under load from hostile connections, measured against the same normal requests on an idle
+service. (bench/hostile.py runs the same probes for longer and prints the figures.)
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import functools
+import hashlib
+import multiprocessing
+import os
+import socket
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+import requests
+
+from tests.conftest import SERVICE_BACKENDS, backend_param
+from tests.support.databases import fresh_database
+from tests.support.http import basic, envelope
+from tests.support.servers import rss_mb, soap_server
+from tests.support.soap import CONSUMER, prepare_database, service_env
+
+WSSE = "http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-wssecurity-secext-1.0.xsd"
+WSU = "http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-wssecurity-utility-1.0.xsd"
+DIGEST = "http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-username-token-profile-1.0#PasswordDigest"
+SEARCH = envelope("<m:SearchListings><m:StandardStatus>Active</m:StandardStatus><m:SortBy>ListPrice</m:SortBy>"
+                  "<m:PageSize>25</m:PageSize></m:SearchListings>")
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("slow")
+    with fresh_database("sqlite", tmp) as url:
+        prepare_database(url, listings=2000)
+        env = {**service_env(url, "http://127.0.0.1"), "MLSFEEDS_HEADER_TIMEOUT": "5"}
+        with soap_server(env, log_path=tmp / "gunicorn.log") as running:
+            running.log = tmp / "gunicorn.log"
+            yield running
+
+
+def latencies(base: str, seconds: float) -> list[float]:
+    """Normal authenticated searches, one after another, for ``seconds``."""
+    session = requests.Session()
+    session.auth = CONSUMER
+    headers = {"Content-Type": "text/xml; charset=utf-8", "SOAPAction": '"SearchListings"'}
+    found = []
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        started = time.perf_counter()
+        reply = session.post(base + "/soap", data=SEARCH, headers=headers, timeout=30)
+        found.append(time.perf_counter() - started)
+        assert reply.status_code == 200
+    return found
+
+
+def p99(values: list[float]) -> float:
+    return sorted(values)[int(len(values) * 0.99) - 1]
+
+
+def tricklers(port: int, payloads: list[bytes], stop) -> None:
+    """One connection per payload, each trickling (threads: they mostly sleep)."""
+    threads = [threading.Thread(target=trickle, args=(port, stop, p), daemon=True) for p in payloads]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+
+def trickle(port: int, stop, payload: bytes) -> None:
+    """Send ``payload`` a byte every half second, reconnecting whenever the server hangs up."""
+    while not stop.is_set():
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+                for byte in payload:
+                    if stop.wait(0.5):
+                        return
+                    sock.send(bytes([byte]))
+        except OSError:
+            stop.wait(0.2)
+
+
+def under_load(server, senders, seconds: float) -> list[float]:
+    """Normal latencies while each sender runs in a process of its own (threads of this process
+    would compete with the measuring thread for the interpreter and skew what it measures)."""
+    context = multiprocessing.get_context("fork")
+    stop = context.Event()
+    processes = [context.Process(target=sender, args=(stop,), daemon=True) for sender in senders]
+    for process in processes:
+        process.start()
+    time.sleep(1)
+    try:
+        return latencies(server.base, seconds)
+    finally:
+        stop.set()
+        for process in processes:
+            process.join(15)
+            if process.is_alive():
+                process.kill()
+
+
+def test_trickling_connections_do_not_hold_up_normal_requests(server):
+    workers = server.workers()
+    idle = latencies(server.base, 4)
+    head = f"POST /soap HTTP/1.1\r\nHost: x\r\nContent-Type: text/xml\r\nContent-Length: {len(SEARCH)}\r\n" \
+           f"Authorization: {basic(*CONSUMER)}\r\n\r\n".encode()
+    # Half never finish their headers; half send their headers, then trickle the body.
+    payloads = [head[:-2] + b"X-Slow: " + b"s" * 100] * 32 + [head + SEARCH] * 32
+    busy = under_load(server, [functools.partial(tricklers, server.port, payloads)], 10)
+    assert p99(busy) <= 3 * p99(idle) + 0.005, (p99(idle), p99(busy))
+    assert server.workers() == workers, "a worker was killed"
+    assert "WORKER TIMEOUT" not in server.log.read_text()
+
+
+def big_sender(port: int, authorization: str | None, stop) -> None:
+    """Unauthenticated 1 MB bodies, one after another: one with an Authorization header, or
+    with the word UsernameToken in it."""
+    junk = envelope("<m:SearchListings><m:City>" + "UsernameToken " * 70_000 + "</m:City></m:SearchListings>")
+    headers = {"Content-Type": "text/xml"} | ({"Authorization": authorization} if authorization else {})
+    while not stop.is_set():
+        try:
+            reply = requests.post(f"http://127.0.0.1:{port}/soap", data=junk, headers=headers, timeout=30)
+            assert reply.status_code in (401, 500)
+        except requests.RequestException:
+            stop.wait(0.1)
+
+
+def test_heavy_unauthenticated_bodies_cost_little(server):
+    workers = server.workers()
+    idle = latencies(server.base, 4)
+    memory = {pid: rss_mb(pid) for pid in workers}
+    auths = [basic("mallory", "x"), "Basic bm90LWJhc2U2NA==", None, None]
+    busy = under_load(server, [functools.partial(big_sender, server.port, a) for a in auths], 10)
+    assert p99(busy) <= 3 * p99(idle) + 0.005, (p99(idle), p99(busy))
+    assert server.workers() == workers
+    grown = {pid: rss_mb(pid) - before for pid, before in memory.items()}
+    assert max(grown.values()) < 20, grown
+
+
+def digest_envelope(user: str, password: str) -> bytes:
+    nonce = os.urandom(16)
+    created = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    digest = base64.b64encode(hashlib.sha1(nonce + created.encode() + password.encode()).digest()).decode()
+    header = (f'<wsse:Security xmlns:wsse="{WSSE}" xmlns:wsu="{WSU}"><wsse:UsernameToken>'
+              f"<wsse:Username>{user}</wsse:Username><wsse:Password Type=\"{DIGEST}\">{digest}</wsse:Password>"
+              f"<wsse:Nonce>{base64.b64encode(nonce).decode()}</wsse:Nonce><wsu:Created>{created}</wsu:Created>"
+              "</wsse:UsernameToken></wsse:Security>")
+    return envelope("<m:GetFeedStatus/>", header)
+
+
+@pytest.mark.parametrize("backend", [backend_param(b) for b in SERVICE_BACKENDS])
+def test_concurrent_digest_calls_all_succeed(backend, tmp_path):
+    with fresh_database(backend, tmp_path) as url:
+        prepare_database(url, listings=50)
+        with soap_server(service_env(url, "http://127.0.0.1"), workers=4, log_path=tmp_path / "g.log") as running:
+            def call(_):
+                reply = requests.post(running.base + "/soap", data=digest_envelope(*CONSUMER),
+                                      headers={"Content-Type": "text/xml"}, timeout=60)
+                return reply.status_code
+
+            with ThreadPoolExecutor(16) as pool:
+                statuses = list(pool.map(call, range(120)))
+    assert statuses == [200] * 120, (tmp_path / "g.log").read_text()[-2000:]
