@@ -23,6 +23,7 @@ from core.reso import LISTING_FIELDS
 from pipeline.connectors import KINDS
 from pipeline.errors import SourceConfigError
 from pipeline.parsers import FORMATS
+from pipeline.parsers.encoding import codec
 
 IMPLIED_FORMATS = {"rets": "rets-compact", "reso": "odata", "sql": "ndjson", "soap": "xml"}
 IMAGE_STRATEGIES = {"none", "url_template", "mls_urls", "http", "ftp", "rets", "sql_blob"}
@@ -105,6 +106,11 @@ def _parse_spec(table: Mapping[str, Any], kind: str, where: str) -> dict[str, An
     parse.setdefault("format", IMPLIED_FORMATS.get(kind))
     if parse["format"] not in FORMATS:
         raise SourceConfigError(f"{where}: parse.format must be one of {', '.join(sorted(FORMATS))}, got {parse['format']!r}")
+    if "encoding" in parse:
+        try:
+            codec(parse["encoding"])
+        except SourceConfigError as exc:
+            raise SourceConfigError(f"{where}: {exc}") from None
     fields = dict(_table(table, "fields", where))
     values = {k: dict(v) for k, v in _table(table, "values", where).items()}
     defaults = dict(_table(table, "defaults", where))

@@ -6,7 +6,8 @@ Spec keys:
     The local name of the element that holds one listing, e.g. ``"Listing"``. It is matched at any
     depth and in any namespace, so a SOAP envelope (``soap:Envelope/soap:Body/...``) is transparent.
 ``encoding``
-    Overrides the encoding the document declares (for feeds that declare UTF-8 and send cp1252).
+    Overrides the encoding the document declares (for feeds that declare UTF-8 and send cp1252);
+    any encoding Python knows (:mod:`pipeline.parsers.encoding`).
 
 Each record element becomes one flat dict, keyed by local names (namespaces dropped):
 
@@ -34,6 +35,7 @@ from typing import Any, BinaryIO
 from lxml import etree
 
 from pipeline.errors import FeedFormatError, SourceConfigError
+from pipeline.parsers.encoding import xml_input
 
 XSI = "{http://www.w3.org/2001/XMLSchema-instance}"
 
@@ -43,9 +45,8 @@ class XmlParser:
 
     def records(self, stream: BinaryIO, spec: dict[str, Any]) -> Iterator[dict[str, Any]]:
         record = _record_name(spec)
-        events = etree.iterparse(
-            stream, events=("end",), tag=(f"{{*}}{record}", "{*}Fault"), encoding=spec.get("encoding")
-        )
+        stream, encoding = xml_input(stream, spec.get("encoding") or None)
+        events = etree.iterparse(stream, events=("end",), tag=(f"{{*}}{record}", "{*}Fault"), encoding=encoding)
         try:
             for _, element in events:
                 if _local(element.tag) != record:
