@@ -203,7 +203,7 @@ RUN_FIELDS = ("id", "kind", "business_date", "status", "step", "attempt", "next_
               "started_at", "finished_at", "bytes_downloaded", "rows_parsed", "rows_rejected", "rows_inserted",
               "rows_updated", "rows_unchanged", "rows_removed", "rows_geocoded", "images_ready", "step_timings",
               "last_error", "photos_fetched", "photos_stored", "photos_unchanged", "photos_removed",
-              "photos_failed", "photo_bytes", "images_attempt", "images_next_attempt_at", "images_error")
+              "photos_failed", "photos_linked", "photo_bytes", "images_attempt", "images_next_attempt_at", "images_error")
 
 
 def _status_rows(session) -> list[dict]:

@@ -21,7 +21,7 @@ from contextlib import ExitStack
 from dataclasses import dataclass, field
 from itertools import islice
 
-from sqlalchemy import delete, or_, select, update
+from sqlalchemy import delete, func, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from core.models import FeedRun, Listing, Media, Source
@@ -42,6 +42,7 @@ BATCH = 200
 class PhotoCounts:
     fetched: int = 0
     stored: int = 0
+    linked: int = 0
     unchanged: int = 0
     removed: int = 0
     failed: int = 0
@@ -149,8 +150,9 @@ class ImageJob:
                         continue
                     if row.photos_change_timestamp is not None and row.photos_change_timestamp == row.photos_synced_at:
                         continue  # the source says its photos did not change since we fetched them
-                    yield ListingPhotos(row.id, source_id, row.listing_key, row.listing_id,
-                                        row.photos_count or 0, record)
+                    # A count the feed does not give is unknown to the strategy (ours is derived).
+                    count = (row.photos_count or 0) if "PhotosCount" in record else 0
+                    yield ListingPhotos(row.id, source_id, row.listing_key, row.listing_id, count, record)
 
     def _rows(self, source_id: str, keys: list[str]) -> dict[str, Listing]:
         with self.sessions() as session:
@@ -209,6 +211,10 @@ class ImageJob:
             if not any(p.photo.error and not p.corrupt for p in photos):  # a fetch may succeed next time
                 session.execute(update(Listing).where(Listing.id == listing.id)
                                 .values(photos_synced_at=Listing.photos_change_timestamp))
+            if "PhotosCount" not in listing.record:  # the feed does not say: the count is what it has
+                session.flush()
+                session.execute(update(Listing).where(Listing.id == listing.id).values(
+                    photos_count=select(func.count()).where(Media.listing_id == listing.id).scalar_subquery()))
             session.commit()
         counts.removed += self.store.delete(obsolete) if obsolete else 0
 
@@ -223,6 +229,7 @@ class ImageJob:
                 session.delete(row)
             return  # after a failed fetch, the photo we had stays rather than being lost
         if photo.url is not None:
+            counts.linked += 1
             values = dict(url=photo.url, storage_key=None, content_hash=None, content_type=None,
                           bytes=None, width=None, height=None)
         else:
@@ -263,13 +270,14 @@ class ImageJob:
             now = db_now(session)
             run.photos_fetched, run.photos_stored, run.photos_unchanged = counts.fetched, counts.stored, counts.unchanged
             run.photos_removed, run.photos_failed, run.photo_bytes = counts.removed, counts.failed, counts.bytes
+            run.photos_linked = counts.linked
             run.images_ready, run.images_reset_at, run.images_attempt = False, now, 0
             run.images_next_attempt_at = None
             run.images_error = "; ".join(counts.failures[:5]) or None
             run.lease_owner = run.lease_expires_at = None
             session.commit()
-            message = (f"{counts.stored} stored, {counts.unchanged} unchanged, {counts.removed} removed, "
-                       f"{counts.failed} failed")
+            message = (f"{counts.stored} stored, {counts.linked} linked, {counts.unchanged} unchanged, "
+                       f"{counts.removed} removed, {counts.failed} failed")
             self.on_done(run, message)
             return f"{run.source_id}#{run.id} photos: {message}"
 
