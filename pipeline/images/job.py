@@ -134,8 +134,10 @@ class ImageJob:
         name = images.get("strategy", "none")
         if name != "none" and parsed_key:
             strategy = strategy_for(name)
-            for batch in _batches(self._wanted(source_id, run_started, parsed_key), BATCH):
-                self._batch(strategy, images, batch, counts)
+            with _Sources(strategy, images, self.environ) as sources, \
+                    ThreadPoolExecutor(self.policy.threads) as pool:
+                for batch in _batches(self._wanted(source_id, run_started, parsed_key), BATCH):
+                    self._batch(pool, sources, strategy.stores, batch, counts)
         counts.removed += self._expire_removed(source_id)
         return counts
 
@@ -159,19 +161,13 @@ class ImageJob:
             return {r.listing_key: r for r in session.scalars(
                 select(Listing).where(Listing.source_id == source_id, Listing.listing_key.in_(keys)))}
 
-    def _batch(self, strategy, images: dict, batch: list[ListingPhotos], counts: PhotoCounts) -> None:
-        local = threading.local()
-        with ExitStack() as stack, ThreadPoolExecutor(self.policy.threads) as pool:
-            lock = threading.Lock()
+    def _batch(self, pool: ThreadPoolExecutor, sources: "_Sources", stores: bool, batch: list[ListingPhotos],
+               counts: PhotoCounts) -> None:
+        def fetch(listing: ListingPhotos) -> tuple[ListingPhotos, list[Photo]]:
+            return listing, self._prepared(sources.get().photos(listing), listing, stores)
 
-            def fetch(listing: ListingPhotos) -> tuple[ListingPhotos, list[Photo]]:
-                if not hasattr(local, "source"):
-                    with lock:  # each thread opens its own connections, closed with the batch
-                        local.source = stack.enter_context(strategy.open(images, self.environ))
-                return listing, self._prepared(local.source.photos(listing), listing, strategy.stores)
-
-            for listing, photos in pool.map(fetch, batch):
-                self._apply(listing, photos, strategy.stores, counts)
+        for listing, photos in pool.map(fetch, batch):
+            self._apply(listing, photos, stores, counts)
 
     def _prepared(self, photos: list[Photo], listing: ListingPhotos, stores: bool) -> list[Prepared]:
         """Sniff, measure, hash and upload (when changed), in the worker thread."""
@@ -298,6 +294,43 @@ class ImageJob:
             session.commit()
             self.on_done(run, run.images_error)
             return f"{run.source_id}#{run.id} {run.images_error}"
+
+
+class _Sources:
+    """The job's PhotoSources: one shared by every thread when the strategy says ``shared`` (a
+    RETS login), else one per thread; each opened when first needed, all closed with the job."""
+
+    def __init__(self, strategy, images: dict, environ):
+        self._strategy, self._images, self._environ = strategy, images, environ
+        self._shared = getattr(strategy, "shared", False)
+        self._local = threading.local()
+        self._one = None
+        self._failure: Exception | None = None  # a shared source that would not open: not tried again
+        self._lock = threading.Lock()
+        self._stack = ExitStack()
+
+    def get(self):
+        if self._shared:
+            with self._lock:
+                if self._failure is not None:
+                    raise self._failure
+                if self._one is None:
+                    try:
+                        self._one = self._stack.enter_context(self._strategy.open(self._images, self._environ))
+                    except Exception as exc:  # one refused login fails the job once, not per listing
+                        self._failure = exc
+                        raise
+                return self._one
+        if not hasattr(self._local, "source"):
+            with self._lock:  # the stack is shared; each thread's connections are its own
+                self._local.source = self._stack.enter_context(self._strategy.open(self._images, self._environ))
+        return self._local.source
+
+    def __enter__(self) -> "_Sources":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stack.close()
 
 
 def photo_key(listing: ListingPhotos, order: int, digest: str, extension: str) -> str:

@@ -291,3 +291,70 @@ def _new_photo_version(listings: list[dict], count: int) -> list[str]:
         listing.update(PhotoVersion=1, PhotosChangeTimestamp=moved, ModificationTimestamp=moved)
     return [listing["ListingKey"] for listing in chosen]
 
+
+# -- RETS GetObject as real servers send it (the sandbox's quirks) -----------------------------------
+
+def _linked(mls: Mls) -> dict[tuple[str, int], tuple[str | None, str | None]]:
+    """{(listing key, order): (url, caption)} of every media row."""
+    with mls.balancer.sessions() as session:
+        rows = session.execute(select(Listing.listing_key, Media.order, Media.url, Media.caption).join(Media)).all()
+    return {(key, order): (url, caption) for key, order, url, caption in rows}
+
+
+def _every_photo(mls: Mls) -> set[tuple[str, int]]:
+    return {(l["ListingKey"], p["order"]) for l in mls.listings for p in mls.feed.expected_photos(l)}
+
+
+def test_one_rets_session_serves_the_whole_photo_job(rets):
+    controls = rets.running.details["controls"]
+    run = rets.run(photos=False)
+    controls.stats.clear()  # the download's own session is done: count the photo job's alone
+    assert rets.job.claim() == run.id
+    rets.job.process(run.id)
+    assert rets.stored() == rets.expected()
+    assert (controls.stats["Login"], controls.stats["Logout"]) == (1, 1)
+    assert controls.stats["GetObject"] == sum(1 for l in rets.listings) > rets.job.policy.threads
+    assert controls.stats["challenged"] == 1, "only the login's first request meets a 401 (auth = auto)"
+    assert controls.stats["challenged Logout"] == 0
+
+
+@pytest.mark.parametrize("quirk", ["location_bytes", "xml_links"])
+def test_rets_location_replies_link_every_photo_whatever_the_parts_carry(rets, quirk):
+    setattr(rets.running.details["controls"], quirk, True)
+    rets.configure(location=True)
+    run = rets.run()
+    assert (run.photos_linked, run.photos_stored, run.photos_failed) == (len(_every_photo(rets)), 0, 0)
+    assert set(_linked(rets)) == _every_photo(rets) and rets.keys() == set()
+
+
+def test_xml_link_parts_keep_the_photos_linked_before(rets):
+    rets.configure(location=True)
+    rets.run()
+    before = _linked(rets)
+    rets.running.details["controls"].xml_links = True
+    _new_photo_version(rets.listings, count=3)  # fetched again, now answered with XML parts
+    run = rets.run()
+    assert run.photos_removed == 0 and run.photos_failed == 0
+    assert set(_linked(rets)) == set(before) and all(url for url, _ in _linked(rets).values())
+
+
+def test_a_repeated_object_id_stores_no_extra_photo(rets):
+    rets.running.details["controls"].duplicate_object_ids = True
+    run = rets.run()
+    assert rets.stored() == rets.expected() and run.photos_failed == rets.corrupt()
+
+
+def test_captions_come_from_description_headers(rets):
+    controls = rets.running.details["controls"]
+    controls.caption_header, controls.object_data = "Description", True
+    rets.run()
+    captions = {key: caption for key, (_, caption) in _linked(rets).items()}
+    assert captions and all(caption == f"Photo {order} of {key}" for (key, order), caption in captions.items())
+
+
+def test_no_object_replies_labelled_as_images_in_tiny_chunks_are_no_photos(rets):
+    controls = rets.running.details["controls"]
+    controls.error_content_type, controls.error_chunk_size = "image/jpeg", 3
+    run = rets.run()
+    assert any(not l["PhotosCount"] for l in rets.listings), "some listing should have no photos"
+    assert rets.stored() == rets.expected() and run.photos_failed == rets.corrupt()
