@@ -18,9 +18,9 @@ from core.clients import upsert_client
 from core.db import make_engine, session_factory
 from core.models import Listing
 from sandbox.photos import photo_bytes
-from sandbox.world import World, start_servers
+from sandbox.world import World
 from tests.support.databases import fresh_database
-from tests.support.sandbox import cli, expected
+from tests.support.sandbox import cli, expected, running_world
 from tests.support.servers import soap_service
 
 STORED = {"ftpmls", "sftpmls", "httpmls", "retsmls", "sqlmls"}  # strategies that keep photos
@@ -29,13 +29,8 @@ LINKED = {"soapmls", "resomls"}                                    # url_templat
 
 @pytest.fixture(scope="module")
 def sandbox(tmp_path_factory):
-    world = World.create(tmp_path_factory.mktemp("sandbox"), listings=12, seed=11)
-    running, _ = start_servers(world)
-    try:
+    with running_world(tmp_path_factory.mktemp("sandbox"), listings=12, seed=11) as world:
         yield world
-    finally:
-        for server in running:
-            server.stop()
 
 
 @pytest.fixture(scope="module")

@@ -374,3 +374,18 @@ def test_an_error_reply_labelled_as_an_image_in_tiny_chunks_is_the_error(session
         list(get_objects(session, "Property", "Video", "1"))
     without = next(l for l in listings if not l["PhotosCount"])
     assert list(get_objects(session, "Property", "Photo", without["ListingKey"])) == []
+
+
+def test_a_whole_pull_is_complete_and_says_how_many_were_announced(server, tmp_path):
+    payload, _ = fetch(server, tmp_path)
+    assert payload.incomplete is None and payload.announced == LISTINGS
+
+
+def test_a_server_answering_no_records_mid_paging_makes_the_pull_incomplete(server, tmp_path, controls):
+    controls.max_rows, controls.end_feed_after = 15, 15  # as recorded: 15 rows, MAXROWS, then 20201
+    payload, messages = fetch(server, tmp_path)
+    assert len(keys(payload)) == 15 and payload.announced == LISTINGS
+    assert payload.incomplete == ("the RETS server announced 230 records (COUNT) and sent 15; "
+                                  "paging ended at Offset=16 with reply 20201 and 0 rows")
+    assert any(m.startswith("incomplete:") for m in messages)
+
