@@ -20,12 +20,12 @@ from sqlalchemy.orm import Session
 
 from core.models import FeedReject, FeedRun, Listing, Source
 from core.storage import ObjectStore
-from pipeline import records
+from pipeline import records, removals
 from pipeline.connectors import Connector, FetchRequest, connector_for
 from pipeline.errors import PermanentError
 from pipeline.geocode import Geocoder
 from pipeline.geocode.step import geocode_run
-from pipeline.loader import load_listings, mark_removed
+from pipeline.loader import load_listings
 from pipeline.parsers import parser_for
 from pipeline.payloads import open_payload
 from pipeline.spec import resolve_secrets
@@ -81,7 +81,7 @@ def download(session: Session, run: FeedRun, source: Source, services: Services)
         )
         files = [_keep(services.store, _prefix(run, "raw"), f) for f in payload.files]
     run.raw_keys = {"files": files, "not_modified": payload.not_modified, "complete": payload.complete,
-                    "state": payload.state}
+                    "incomplete": payload.incomplete, "announced": payload.announced, "state": payload.state}
     run.bytes_downloaded = payload.size
     if payload.not_modified:
         return "the source has nothing new"
@@ -160,16 +160,17 @@ def load(session: Session, run: FeedRun, source: Source, services: Services) -> 
     with services.store.open(raw["parsed"]) as stream:
         counts = load_listings(session, source.id, records.load_all(stream), seen_at)
     run.rows_inserted, run.rows_updated, run.rows_unchanged = counts.inserted, counts.updated, counts.unchanged
-    snapshot = run.kind == "full" and raw.get("complete", True)
-    if snapshot:
-        _refuse_empty_full_feed(session, source, counts, run)
-        run.rows_removed = mark_removed(session, source.id, seen_at, seen_at)
-    return (f"{counts.inserted:,} inserted, {counts.updated:,} updated, {counts.unchanged:,} unchanged"
-            + (f", {run.rows_removed:,} removed" if snapshot else " (not a whole snapshot: nothing removed)"))
+    loaded = f"{counts.inserted:,} inserted, {counts.updated:,} updated, {counts.unchanged:,} unchanged"
+    if run.kind != "full":
+        return loaded
+    _refuse_empty_full_feed(session, source, counts, run)
+    outcome = removals.after_full_load(session, source, run, counts)
+    run.rows_removed, run.removals_held, run.warning = outcome.removed, outcome.held, outcome.warning
+    return f"{loaded}, {outcome.summary}"
 
 
 def _refuse_empty_full_feed(session: Session, source: Source, counts, run: FeedRun) -> None:
-    if counts.inserted + counts.updated + counts.unchanged:
+    if counts.inserted + counts.updated + counts.unchanged or not (run.raw_keys or {}).get("complete", True):
         return
     active = session.scalar(
         select(func.count()).select_from(Listing).where(Listing.source_id == source.id, Listing.removed_at.is_(None))
