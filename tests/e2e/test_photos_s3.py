@@ -79,6 +79,11 @@ def test_the_bucket_holds_exactly_the_expected_photos_byte_for_byte(sandbox, dep
         corrupt = sum(p.get("corrupt", False) for f in expected(sandbox.root)[source_id].values() for p in f.get("Photos", []))
         assert runs[source_id]["photos_failed"] >= corrupt, source_id
     assert not any(key.split("/")[1] in LINKED for key in objects), "linked photos are not stored"
+    with sessions() as session:  # the SFTP export has no PhotosCount: each listing's is the photos it has
+        counts = dict(session.execute(select(Listing.listing_key, Listing.photos_count)
+                                      .where(Listing.source_id == "sftpmls")).all())
+    assert counts == {key: len(md5s) for key, md5s in wanted_md5s(sandbox, "sftpmls").items()}
+    assert max(counts.values()) > 0
 
 
 def test_a_second_run_uploads_nothing(sandbox, deployment):
