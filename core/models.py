@@ -154,6 +154,9 @@ class FeedReject(Base):
     run_id: Mapped[int] = mapped_column(ForeignKey("feed_runs.id", ondelete="CASCADE"), index=True)
     source_id: Mapped[str] = mapped_column(String(64))
     position: Mapped[int] = mapped_column(Integer)  # record number (or line) in the payload
+    # The listing the record is about, when its key could be read: a full run keeps that
+    # listing rather than removing it as missing (it was in the feed, only unreadable).
+    listing_key: Mapped[str | None] = mapped_column(String(128))
     reason: Mapped[str] = mapped_column(Text)
     record: Mapped[dict[str, Any]] = mapped_column(default=dict)
 

@@ -9,6 +9,9 @@ when the payload is provably whole:
   end at the size the server listed;
 - the records parsed are not fewer than the source announced.
 
+A listing whose record arrived but was rejected (a value that cannot be mapped) is in the feed:
+it is kept as it was, not removed as missing, and counted in the step's summary.
+
 Otherwise nothing is removed and the run's ``warning`` says why. Incremental runs never remove.
 
 Then a guard every feed business wants: a full run that would remove more than the source's
@@ -30,7 +33,7 @@ from typing import Any
 from sqlalchemy import BigInteger, delete, func, insert, literal, select, update
 from sqlalchemy.orm import Session
 
-from core.models import FeedRun, HeldRemoval, Listing, Source
+from core.models import FeedReject, FeedRun, HeldRemoval, Listing, Source
 from pipeline.loader import LoadCounts, mark_removed
 
 RELEASE = "mlsfeeds run {source} --release-removals"
@@ -74,14 +77,18 @@ def after_full_load(session: Session, source: Source, run: FeedRun, counts: Load
         return Outcome(warning=f"nothing removed: the payload is not whole: {problem}",
                        summary=f"nothing removed, the payload is not whole ({problem})")
     seen_at = run.started_at
+    kept = _keep_rejected(session, run, seen_at)
     missing = _missing(source.id, seen_at)
     would = session.scalar(select(func.count()).select_from(missing.subquery()))
     had = _active(session, source.id) - counts.inserted
     _clear_holds(session, source.id, run.id)
+    kept_note = f" ({kept:,} kept: in the feed, their records rejected)" if kept else ""
     if would and would > source.max_removed_share * had + 1e-9:
-        return _hold(session, source, run, missing, would, had)
+        outcome = _hold(session, source, run, missing, would, had)
+        outcome.summary += kept_note
+        return outcome
     removed = mark_removed(session, source.id, seen_at, seen_at) if would else 0
-    return Outcome(removed=removed, summary=f"{removed:,} removed")
+    return Outcome(removed=removed, summary=f"{removed:,} removed{kept_note}")
 
 
 def release(session: Session, source_id: str, now: dt.datetime) -> Release:
@@ -109,6 +116,17 @@ def pending(session: Session) -> dict[str, dict[str, Any]]:
 
 
 # -- holding ----------------------------------------------------------------------------------------
+
+def _keep_rejected(session: Session, run: FeedRun, seen_at: dt.datetime) -> int:
+    """Listings whose record this run rejected are seen all the same: the feed carries them."""
+    rejected_keys = select(FeedReject.listing_key).where(FeedReject.run_id == run.id,
+                                                         FeedReject.listing_key.is_not(None))
+    return session.execute(
+        update(Listing).where(Listing.source_id == run.source_id, Listing.listing_key.in_(rejected_keys),
+                              Listing.removed_at.is_(None), Listing.last_seen < seen_at)
+        .values(last_seen=seen_at).execution_options(synchronize_session=False)
+    ).rowcount or 0
+
 
 def _missing(source_id: str, seen_at: dt.datetime):
     return select(Listing.id).where(Listing.source_id == source_id, Listing.removed_at.is_(None),

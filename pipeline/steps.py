@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from sqlalchemy import delete, func, insert, select
 from sqlalchemy.orm import Session
@@ -29,6 +30,9 @@ from pipeline.loader import load_listings
 from pipeline.parsers import parser_for
 from pipeline.payloads import open_payload
 from pipeline.spec import resolve_secrets
+
+if TYPE_CHECKING:
+    from pipeline.mapping import RecordRejected
 
 STEPS = ("download", "parse", "load", "geocode")
 REJECT_BATCH = 500
@@ -113,7 +117,7 @@ def parse(session: Session, run: FeedRun, source: Source, services: Services) ->
                 except RecordRejected as exc:
                     rejected += 1
                     line = exc.line or position
-                    pending_rejects.append(_reject_row(run, line, str(exc), record))
+                    pending_rejects.append(_reject_row(run, line, exc, record))
                     if len(pending_rejects) >= REJECT_BATCH:
                         _flush_rejects(session, pending_rejects)
                 if parsed % 50_000 == 0:
@@ -137,11 +141,12 @@ def _raw_records(run: FeedRun, source: Source, services: Services):
                 yield position, record
 
 
-def _reject_row(run: FeedRun, position: int, reason: str, record: dict) -> dict:
+def _reject_row(run: FeedRun, position: int, rejected: "RecordRejected", record: dict) -> dict:
     from pipeline.mapping import json_safe
 
-    return {"run_id": run.id, "source_id": run.source_id, "position": position, "reason": reason[:2000],
-            "record": json_safe(record)}
+    key = (rejected.listing_key or "")[:128] or None
+    return {"run_id": run.id, "source_id": run.source_id, "position": position, "listing_key": key,
+            "reason": str(rejected)[:2000], "record": json_safe(record)}
 
 
 def _flush_rejects(session: Session, rows: list[dict]) -> None:

@@ -13,7 +13,7 @@ import itertools
 import pytest
 from sqlalchemy import select
 
-from core.models import FeedRun, HeldRemoval, Listing
+from core.models import FeedReject, FeedRun, HeldRemoval, Listing
 from pipeline.clock import db_now
 from pipeline.connectors import Payload
 from pipeline.removals import pending, release
@@ -133,3 +133,14 @@ def test_fewer_records_parsed_than_announced_removes_nothing(balancer):
     run = start(balancer)
     assert run.rows_removed == 0 and "the source announced 20 records and 1 were parsed" in run.warning
     assert active_keys(balancer, SID) == KEYS
+
+
+def test_a_listing_whose_record_is_rejected_is_kept_not_removed(balancer):
+    balancer.services.connectors["fake"].feeds[SID] = (
+        [record(n) for n in range(3, 20)] + [record(1, price="twelve"), record(2, status="??")])
+    run = start(balancer)  # 0 dropped; 1 and 2 in the feed but unreadable
+    assert (run.rows_rejected, run.rows_removed, run.removals_held) == (2, 1, 0)
+    assert active_keys(balancer, SID) == KEYS - {"K00000"}
+    with balancer.sessions() as session:
+        assert set(session.scalars(select(FeedReject.listing_key).where(FeedReject.run_id == run.id))) == {
+            "K00001", "K00002"}

@@ -1,4 +1,4 @@
-"""completeness before removal: held removals, run warnings, photos linked
+"""completeness before removal: held removals, run warnings, photos linked, reject keys
 
 Revision ID: 0007
 Revises: 0005
@@ -27,6 +27,9 @@ def upgrade() -> None:
         batch_op.add_column(sa.Column('removals_held', sa.Integer(), server_default='0', nullable=False))
         batch_op.add_column(sa.Column('removals_released_at', core.types.UTCDateTime(timezone=True), nullable=True))
 
+    with op.batch_alter_table('feed_rejects', schema=None) as batch_op:
+        batch_op.add_column(sa.Column('listing_key', sa.String(length=128), nullable=True))
+
     op.create_table('held_removals',
     sa.Column('run_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
     sa.Column('listing_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
@@ -43,6 +46,9 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_held_removals_listing_id'))
 
     op.drop_table('held_removals')
+    with op.batch_alter_table('feed_rejects', schema=None) as batch_op:
+        batch_op.drop_column('listing_key')
+
     with op.batch_alter_table('feed_runs', schema=None) as batch_op:
         batch_op.drop_column('removals_released_at')
         batch_op.drop_column('removals_held')
