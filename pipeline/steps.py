@@ -2,8 +2,9 @@
 
 download writes what the source sent to the object store (``raw/{source}/{date}/{run}/``)
 before anything reads it; parse maps every record and writes the mapped ones back
-(``parsed/.../records.ndjson.gz``), keeping rejects with their reasons; load upserts; geocode
-places what has no coordinates. Re-running any step rewrites its own outputs and nothing else.
+(``parsed/.../records.ndjson.gz``), keeping rejects with their reasons; load upserts, and on a
+full run removes what the feed dropped when its payload is whole (:mod:`pipeline.removals`);
+geocode places what has no coordinates. Re-running any step rewrites its own outputs and nothing else.
 """
 
 from __future__ import annotations

@@ -38,6 +38,7 @@ from pipeline.errors import FeedFormatError, SourceConfigError
 from pipeline.parsers.encoding import xml_input
 
 XSI = "{http://www.w3.org/2001/XMLSchema-instance}"
+CHUNK = 1 << 16
 
 
 class XmlParser:
@@ -46,9 +47,8 @@ class XmlParser:
     def records(self, stream: BinaryIO, spec: dict[str, Any]) -> Iterator[dict[str, Any]]:
         record = _record_name(spec)
         stream, encoding = xml_input(stream, spec.get("encoding") or None)
-        events = etree.iterparse(stream, events=("end",), tag=(f"{{*}}{record}", "{*}Fault"), encoding=encoding)
         try:
-            for _, element in events:
+            for _, element in _ends(stream, (f"{{*}}{record}", "{*}Fault"), encoding):
                 if _local(element.tag) != record:
                     raise _fault(element)
                 yield flatten(element)
@@ -57,6 +57,25 @@ class XmlParser:
             raise FeedFormatError(f"malformed XML: {exc.msg}", line=exc.lineno or None) from exc
         except LookupError as exc:  # an unknown encoding, given or declared
             raise FeedFormatError(f"cannot read the XML: {exc}") from exc
+
+
+def _ends(stream: BinaryIO, tags: tuple[str, ...], encoding: str | None) -> Iterator[tuple[str, etree._Element]]:
+    """The end events of ``tags``, chunk by chunk. The records before a syntax error come out
+    before it is raised (lxml's iterparse may raise first when both sit in one chunk)."""
+    parser = etree.XMLPullParser(events=("end",), tag=tags, encoding=encoding)
+    while True:
+        chunk = stream.read(CHUNK)
+        try:
+            if chunk:
+                parser.feed(chunk)
+            else:
+                parser.close()
+        except etree.XMLSyntaxError:
+            yield from parser.read_events()
+            raise
+        yield from parser.read_events()
+        if not chunk:
+            return
 
 
 def _record_name(spec: dict[str, Any]) -> str:
