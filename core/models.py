@@ -57,6 +57,9 @@ class Source(Base):
     download: Mapped[dict[str, Any]] = mapped_column(default=dict)
     parse: Mapped[dict[str, Any]] = mapped_column(default=dict)
     images: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    # A full run that would remove more than this share of the active listings holds the
+    # removals for an operator instead (0.1 = 10 %; 1 never holds).
+    max_removed_share: Mapped[float] = mapped_column(Float, default=0.1, server_default="0.1")
     # What the connector left after the last successful download (ETag, files seen...).
     state: Mapped[dict[str, Any]] = mapped_column(default=dict)
     # Bumped by database triggers whenever a listing of this source is inserted, deleted or has a
@@ -114,9 +117,15 @@ class FeedRun(Base):
     photos_unchanged: Mapped[int] = mapped_column(Integer, default=0)
     photos_removed: Mapped[int] = mapped_column(Integer, default=0)
     photos_failed: Mapped[int] = mapped_column(Integer, default=0)
+    photos_linked: Mapped[int] = mapped_column(Integer, default=0, server_default="0")  # by URL, not stored
     photo_bytes: Mapped[int] = mapped_column(BigId, default=0)
     raw_keys: Mapped[dict[str, Any]] = mapped_column(default=dict)
     last_error: Mapped[str | None] = mapped_column(Text)
+    # What an operator should know about a run that succeeded: an incomplete feed (nothing
+    # removed), removals held, their release.
+    warning: Mapped[str | None] = mapped_column(Text)
+    removals_held: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    removals_released_at: Mapped[dt.datetime | None]
     images_ready: Mapped[bool] = mapped_column(Boolean, default=False)
     images_ready_at: Mapped[dt.datetime | None]
     images_reset_at: Mapped[dt.datetime | None]
@@ -125,6 +134,21 @@ class FeedRun(Base):
     images_error: Mapped[str | None] = mapped_column(Text)
 
     source: Mapped[Source] = relationship(back_populates="runs")
+
+
+class HeldRemoval(Base):
+    """A listing a full run would have removed, held because the run would remove too many.
+
+    Pending while the row exists: ``mlsfeeds run SOURCE --release-removals`` removes those held
+    listings that are still absent and deletes the rows; a later full run that decides its own
+    removals makes them moot (it deletes them too).
+    """
+
+    __tablename__ = "held_removals"
+
+    run_id: Mapped[int] = mapped_column(ForeignKey("feed_runs.id", ondelete="CASCADE"), primary_key=True)
+    listing_id: Mapped[int] = mapped_column(ForeignKey("listings.id", ondelete="CASCADE"), primary_key=True,
+                                            index=True)
 
 
 class FeedReject(Base):
@@ -136,6 +160,9 @@ class FeedReject(Base):
     run_id: Mapped[int] = mapped_column(ForeignKey("feed_runs.id", ondelete="CASCADE"), index=True)
     source_id: Mapped[str] = mapped_column(String(64))
     position: Mapped[int] = mapped_column(Integer)  # record number (or line) in the payload
+    # The listing the record is about, when its key could be read: a full run keeps that
+    # listing rather than removing it as missing (it was in the feed, only unreadable).
+    listing_key: Mapped[str | None] = mapped_column(String(128))
     reason: Mapped[str] = mapped_column(Text)
     record: Mapped[dict[str, Any]] = mapped_column(default=dict)
 

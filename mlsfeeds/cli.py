@@ -117,6 +117,12 @@ def _add_sandbox(commands) -> None:
     mutate.add_argument("--change-photos", type=int, default=0, metavar="N",
                         help="listings per source whose photos get new bytes (and a new PhotosChangeTimestamp)")
     mutate.set_defaults(run=_sandbox_mutate)
+    quirks = sandbox.add_parser("quirks", help="make a sandbox server behave as some real server does")
+    quirks.add_argument("--dir", required=True, type=Path, metavar="DIR")
+    quirks.add_argument("source", help="a sandbox source id, e.g. retsmls")
+    quirks.add_argument("settings", nargs="*", metavar="NAME=VALUE",
+                        help="values in JSON (15, true, \"Description\"; other text as is); none: no quirks")
+    quirks.set_defaults(run=_sandbox_quirks)
 
 
 def _sandbox_seed(args, settings: Settings) -> int:
@@ -173,6 +179,41 @@ def _sandbox_mutate(args, settings: Settings) -> int:
         print(f"{sid}: +{len(changes['added'])} ~{len(changes['changed'])} -{len(changes['removed'])} "
               f"photos changed: {len(changes['photos'])}")
     return 0
+
+
+def _sandbox_quirks(args, settings: Settings) -> int:
+    import json
+
+    from sandbox.world import World, quirks_of
+
+    try:
+        world = World.open(args.dir)
+    except FileNotFoundError as exc:
+        raise UsageError(str(exc)) from None
+    entry = world.state["sources"].get(args.source)
+    if entry is None:
+        raise UsageError(f"no sandbox source {args.source!r}; there are {', '.join(sorted(world.state['sources']))}")
+    chosen = dict(_quirk(text) for text in args.settings)
+    try:
+        world.set_quirks(args.source, **chosen)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    known = quirks_of(entry["kind"])
+    print(f"{args.source}: " + (json.dumps(chosen, sort_keys=True) if chosen else "no quirks")
+          + (f"  (known: {', '.join(sorted(known))})" if known else ""))
+    return 0
+
+
+def _quirk(text: str) -> tuple[str, object]:
+    import json
+
+    name, sep, value = text.partition("=")
+    if not sep or not name.strip():
+        raise UsageError(f"a quirk is NAME=VALUE, got {text!r}")
+    try:
+        return name.strip(), json.loads(value)
+    except ValueError:
+        return name.strip(), value
 
 
 # -- clients ----------------------------------------------------------------------------------

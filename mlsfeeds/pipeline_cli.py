@@ -37,9 +37,13 @@ def add_commands(commands, positive) -> None:
 
     run = commands.add_parser("run", help="run one source now, whatever the clock, printing each step")
     run.add_argument("source")
-    run.add_argument("--full", action="store_true", help="a full pull (default: incremental after a first success)")
-    run.add_argument("--from-step", choices=["download", "parse", "load", "geocode"],
-                     help="start here, reusing the latest run's payload")
+    what = run.add_mutually_exclusive_group()
+    what.add_argument("--full", action="store_true", help="a full pull (default: incremental after a first success)")
+    what.add_argument("--from-step", choices=["download", "parse", "load", "geocode"],
+                      help="start here, reusing the latest run's payload")
+    what.add_argument("--release-removals", action="store_true",
+                      help="no new run: remove the listings a full run held back (more than max_removed_share "
+                           "missing) that are still missing; those back in the feed since stay")
     run.add_argument("--no-images", action="store_true", help="skip the photo job after the data steps")
     run.set_defaults(run=run_source)
 
@@ -130,6 +134,8 @@ def run_worker(args, settings: Settings) -> int:
 def run_source(args, settings: Settings) -> int:
     from mlsfeeds.wiring import build_balancer, build_image_job
 
+    if args.release_removals:
+        return release_removals(args, settings)
     balancer = build_balancer(settings, on_step=_printer, progress=lambda m: print(f"    {m}", flush=True))
     with balancer.sessions() as session:
         run = _manual_run(session, args)
@@ -146,9 +152,30 @@ def run_source(args, settings: Settings) -> int:
     with balancer.sessions() as session:
         run = session.get(FeedRun, run_id)
         print(f"{run.source_id}#{run.id}: {run.status}" + (f" — {run.last_error}" if run.last_error else ""))
+        if run.warning:
+            print(f"{run.source_id}#{run.id}: warning: {run.warning}")
         if run.images_error:
             print(f"{run.source_id}#{run.id}: {run.images_error}")
         return 0 if run.status == "succeeded" else 1
+
+
+def release_removals(args, settings: Settings) -> int:
+    """``run SOURCE --release-removals``: the held removals of SOURCE, released."""
+    from pipeline.clock import db_now
+    from pipeline.removals import release
+
+    with _sessions(settings)() as session:
+        if session.get(Source, args.source) is None:
+            raise CommandFailed(f"no source {args.source!r}; `mlsfeeds sources list` shows them")
+        report = release(session, args.source, db_now(session))
+        session.commit()
+    if not report.runs:
+        print(f"{args.source}: no removals are held")
+        return 0
+    runs = ", ".join(f"#{run}" for run in report.runs)
+    print(f"{args.source}: released the removals held by run {runs}: {report.removed:,} listings removed, "
+          f"{report.came_back:,} back in the feed since (kept)")
+    return 0
 
 
 def _manual_run(session, args) -> FeedRun:
@@ -188,25 +215,45 @@ def show_status(args, settings: Settings) -> int:
     if args.json:
         print(json.dumps(rows, indent=2, default=str))
         return 0
-    header = f"{'source':<14} {'run':>6} {'kind':<11} {'status':<9} {'step':<9} {'try':>3} {'parsed':>8} {'rej':>5} {'ins':>7} {'upd':>7} {'rem':>6} {'listings':>9}  error"
+    header = f"{'source':<14} {'run':>6} {'kind':<11} {'status':<9} {'step':<9} {'try':>3} {'parsed':>8} {'rej':>5} {'ins':>7} {'upd':>7} {'rem':>6} {'held':>6} {'listings':>9}  error"
     print(header)
     for r in rows:
         run = r["run"] or {}
+        held = (r["held_removals"] or {}).get("listings", 0)
         print(f"{r['source']:<14} {run.get('id', '-'):>6} {run.get('kind', '-'):<11} {run.get('status', 'never'):<9} "
               f"{run.get('step', '-'):<9} {run.get('attempt', 0):>3} {run.get('rows_parsed', 0):>8} {run.get('rows_rejected', 0):>5} "
-              f"{run.get('rows_inserted', 0):>7} {run.get('rows_updated', 0):>7} {run.get('rows_removed', 0):>6} "
+              f"{run.get('rows_inserted', 0):>7} {run.get('rows_updated', 0):>7} {run.get('rows_removed', 0):>6} {held:>6} "
               f"{r['listings']:>9}  {(run.get('last_error') or '')[:80]}")
+    for line in _warnings(rows):
+        print(line)
     return 0
+
+
+def _warnings(rows: list[dict]) -> list[str]:
+    """Below the table: held removals waiting for an operator, and each latest run's warning."""
+    lines = []
+    for r in rows:
+        held, run = r["held_removals"], r["run"] or {}
+        if held:
+            lines.append(f"! {r['source']}: run #{held['run']} holds {held['listings']:,} removals; "
+                         f"release them with `{held['release']}`")
+        if run.get("warning") and not (held and held["run"] == run.get("id")):
+            lines.append(f"! {r['source']}#{run['id']}: {run['warning']}")
+    return lines
 
 
 RUN_FIELDS = ("id", "kind", "business_date", "status", "step", "attempt", "next_attempt_at", "lease_owner",
               "started_at", "finished_at", "bytes_downloaded", "rows_parsed", "rows_rejected", "rows_inserted",
-              "rows_updated", "rows_unchanged", "rows_removed", "rows_geocoded", "images_ready", "step_timings",
-              "last_error", "photos_fetched", "photos_stored", "photos_unchanged", "photos_removed",
-              "photos_failed", "photo_bytes", "images_attempt", "images_next_attempt_at", "images_error")
+              "rows_updated", "rows_unchanged", "rows_removed", "removals_held", "removals_released_at",
+              "rows_geocoded", "images_ready", "step_timings", "last_error", "warning", "photos_fetched",
+              "photos_stored", "photos_unchanged", "photos_removed", "photos_failed", "photos_linked", "photo_bytes",
+              "images_attempt", "images_next_attempt_at", "images_error")
 
 
 def _status_rows(session) -> list[dict]:
+    from pipeline.removals import pending
+
+    held = pending(session)
     newest = select(func.max(FeedRun.id)).group_by(FeedRun.source_id)
     latest = {r.source_id: r for r in session.scalars(select(FeedRun).where(FeedRun.id.in_(newest)))}
     counts = dict(session.execute(select(Listing.source_id, func.count()).where(Listing.removed_at.is_(None))
@@ -218,5 +265,6 @@ def _status_rows(session) -> list[dict]:
             "source": s.id, "enabled": s.enabled, "timezone": s.timezone,
             "earliest_download": s.earliest_download.strftime("%H:%M"), "listings": counts.get(s.id, 0),
             "run": {f: getattr(run, f) for f in RUN_FIELDS} if run else None,
+            "held_removals": held.get(s.id),
         })
     return rows

@@ -76,9 +76,16 @@ def _plan_each_lookup(session: Session) -> None:
 
 
 def row_values(record: dict[str, Any]) -> dict[str, Any]:
-    """Column values of a mapped record; unknown names go to ``extra``."""
+    """Column values of a mapped record; unknown names go to ``extra``.
+
+    A feed that does not carry PhotosCount leaves ``photos_count`` out: the photo job counts the
+    photos it has, and a reload must not reset that to 0.
+    """
     values = {column: record.get(name) for name, (column, _) in LISTING_FIELDS.items()}
-    values["photos_count"] = values["photos_count"] or 0
+    if "PhotosCount" in record:
+        values["photos_count"] = values["photos_count"] or 0
+    else:
+        del values["photos_count"]
     values["extra"] = record.get("extra") or {}
     has_coordinates = values["latitude"] is not None and values["longitude"] is not None
     values["geocode_precision"] = "source" if has_coordinates else None
@@ -116,7 +123,7 @@ def _load_batch(session: Session, source_id: str, batch: dict[str, dict], seen_a
             )
         )
     }
-    new = [{**v, "source_id": source_id, "first_seen": seen_at, "last_seen": seen_at}
+    new = [{"photos_count": 0, **v, "source_id": source_id, "first_seen": seen_at, "last_seen": seen_at}
            for k, v in batch.items() if k not in existing]
     changed, unchanged_ids = [], []
     for key, values in batch.items():

@@ -23,10 +23,12 @@ from core.reso import LISTING_FIELDS
 from pipeline.connectors import KINDS
 from pipeline.errors import SourceConfigError
 from pipeline.parsers import FORMATS
+from pipeline.parsers.encoding import codec
 
 IMPLIED_FORMATS = {"rets": "rets-compact", "reso": "odata", "sql": "ndjson", "soap": "xml"}
 IMAGE_STRATEGIES = {"none", "url_template", "mls_urls", "http", "ftp", "rets", "sql_blob"}
 MAPPABLE = set(LISTING_FIELDS) | {"Media"}
+DEFAULT_MAX_REMOVED_SHARE = 0.1
 _ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 _INTERVAL = re.compile(r"^(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
 _SECRET = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
@@ -43,12 +45,14 @@ class SourceSpec:
     download: dict[str, Any]
     parse: dict[str, Any]
     images: dict[str, Any] = field(default_factory=lambda: {"strategy": "none"})
+    max_removed_share: float = DEFAULT_MAX_REMOVED_SHARE
 
     def columns(self) -> dict[str, Any]:
         return {
             "name": self.name, "timezone": self.timezone, "earliest_download": self.earliest_download,
             "repeat_every_seconds": self.repeat_every_seconds, "enabled": self.enabled,
             "download": self.download, "parse": self.parse, "images": self.images,
+            "max_removed_share": self.max_removed_share,
         }
 
 
@@ -90,6 +94,7 @@ def parse_source(table: Mapping[str, Any], where: str = "source") -> SourceSpec:
         download=download,
         parse=_parse_spec(table, kind, where),
         images=_images(table, where),
+        max_removed_share=_share(table.get("max_removed_share", DEFAULT_MAX_REMOVED_SHARE), where),
     )
 
 
@@ -105,6 +110,11 @@ def _parse_spec(table: Mapping[str, Any], kind: str, where: str) -> dict[str, An
     parse.setdefault("format", IMPLIED_FORMATS.get(kind))
     if parse["format"] not in FORMATS:
         raise SourceConfigError(f"{where}: parse.format must be one of {', '.join(sorted(FORMATS))}, got {parse['format']!r}")
+    if "encoding" in parse:
+        try:
+            codec(parse["encoding"])
+        except SourceConfigError as exc:
+            raise SourceConfigError(f"{where}: {exc}") from None
     fields = dict(_table(table, "fields", where))
     values = {k: dict(v) for k, v in _table(table, "values", where).items()}
     defaults = dict(_table(table, "defaults", where))
@@ -124,6 +134,13 @@ def _images(table: Mapping[str, Any], where: str) -> dict[str, Any]:
             f"{where}: images.strategy must be one of {', '.join(sorted(IMAGE_STRATEGIES))}, got {images.get('strategy')!r}"
         )
     return images
+
+
+def _share(value: Any, where: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
+        raise SourceConfigError(
+            f"{where}: max_removed_share must be a number from 0 to 1 (0.1 = 10 % of the listings), got {value!r}")
+    return float(value)
 
 
 def _timezone(value: Any, where: str) -> str:

@@ -2,8 +2,9 @@
 
 download writes what the source sent to the object store (``raw/{source}/{date}/{run}/``)
 before anything reads it; parse maps every record and writes the mapped ones back
-(``parsed/.../records.ndjson.gz``), keeping rejects with their reasons; load upserts; geocode
-places what has no coordinates. Re-running any step rewrites its own outputs and nothing else.
+(``parsed/.../records.ndjson.gz``), keeping rejects with their reasons; load upserts, and on a
+full run removes what the feed dropped when its payload is whole (:mod:`pipeline.removals`);
+geocode places what has no coordinates. Re-running any step rewrites its own outputs and nothing else.
 """
 
 from __future__ import annotations
@@ -14,21 +15,25 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from sqlalchemy import delete, func, insert, select
 from sqlalchemy.orm import Session
 
 from core.models import FeedReject, FeedRun, Listing, Source
 from core.storage import ObjectStore
-from pipeline import records
+from pipeline import records, removals
 from pipeline.connectors import Connector, FetchRequest, connector_for
 from pipeline.errors import PermanentError
 from pipeline.geocode import Geocoder
 from pipeline.geocode.step import geocode_run
-from pipeline.loader import load_listings, mark_removed
+from pipeline.loader import load_listings
 from pipeline.parsers import parser_for
 from pipeline.payloads import open_payload
 from pipeline.spec import resolve_secrets
+
+if TYPE_CHECKING:
+    from pipeline.mapping import RecordRejected
 
 STEPS = ("download", "parse", "load", "geocode")
 REJECT_BATCH = 500
@@ -81,7 +86,7 @@ def download(session: Session, run: FeedRun, source: Source, services: Services)
         )
         files = [_keep(services.store, _prefix(run, "raw"), f) for f in payload.files]
     run.raw_keys = {"files": files, "not_modified": payload.not_modified, "complete": payload.complete,
-                    "state": payload.state}
+                    "incomplete": payload.incomplete, "announced": payload.announced, "state": payload.state}
     run.bytes_downloaded = payload.size
     if payload.not_modified:
         return "the source has nothing new"
@@ -113,7 +118,7 @@ def parse(session: Session, run: FeedRun, source: Source, services: Services) ->
                 except RecordRejected as exc:
                     rejected += 1
                     line = exc.line or position
-                    pending_rejects.append(_reject_row(run, line, str(exc), record))
+                    pending_rejects.append(_reject_row(run, line, exc, record))
                     if len(pending_rejects) >= REJECT_BATCH:
                         _flush_rejects(session, pending_rejects)
                 if parsed % 50_000 == 0:
@@ -137,11 +142,12 @@ def _raw_records(run: FeedRun, source: Source, services: Services):
                 yield position, record
 
 
-def _reject_row(run: FeedRun, position: int, reason: str, record: dict) -> dict:
+def _reject_row(run: FeedRun, position: int, rejected: "RecordRejected", record: dict) -> dict:
     from pipeline.mapping import json_safe
 
-    return {"run_id": run.id, "source_id": run.source_id, "position": position, "reason": reason[:2000],
-            "record": json_safe(record)}
+    key = (rejected.listing_key or "")[:128] or None
+    return {"run_id": run.id, "source_id": run.source_id, "position": position, "listing_key": key,
+            "reason": str(rejected)[:2000], "record": json_safe(record)}
 
 
 def _flush_rejects(session: Session, rows: list[dict]) -> None:
@@ -160,16 +166,17 @@ def load(session: Session, run: FeedRun, source: Source, services: Services) -> 
     with services.store.open(raw["parsed"]) as stream:
         counts = load_listings(session, source.id, records.load_all(stream), seen_at)
     run.rows_inserted, run.rows_updated, run.rows_unchanged = counts.inserted, counts.updated, counts.unchanged
-    snapshot = run.kind == "full" and raw.get("complete", True)
-    if snapshot:
-        _refuse_empty_full_feed(session, source, counts, run)
-        run.rows_removed = mark_removed(session, source.id, seen_at, seen_at)
-    return (f"{counts.inserted:,} inserted, {counts.updated:,} updated, {counts.unchanged:,} unchanged"
-            + (f", {run.rows_removed:,} removed" if snapshot else " (not a whole snapshot: nothing removed)"))
+    loaded = f"{counts.inserted:,} inserted, {counts.updated:,} updated, {counts.unchanged:,} unchanged"
+    if run.kind != "full":
+        return loaded
+    _refuse_empty_full_feed(session, source, counts, run)
+    outcome = removals.after_full_load(session, source, run, counts)
+    run.rows_removed, run.removals_held, run.warning = outcome.removed, outcome.held, outcome.warning
+    return f"{loaded}, {outcome.summary}"
 
 
 def _refuse_empty_full_feed(session: Session, source: Source, counts, run: FeedRun) -> None:
-    if counts.inserted + counts.updated + counts.unchanged:
+    if counts.inserted + counts.updated + counts.unchanged or not (run.raw_keys or {}).get("complete", True):
         return
     active = session.scalar(
         select(func.count()).select_from(Listing).where(Listing.source_id == source.id, Listing.removed_at.is_(None))

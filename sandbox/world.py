@@ -1,8 +1,8 @@
 """``sandbox serve`` and ``sandbox mutate``: one simulated MLS per connector kind, in a folder.
 
-DIR/state.json holds what each source publishes (RESO-named listings); each feed renders it
-in its own dialect under DIR/<kind>/ and its server reads that per request, so ``mutate``
-changes what the running servers publish. DIR/sources.toml points our pipeline at the servers
+DIR/state.json holds what each source publishes (RESO-named listings) and its quirks; each feed
+renders it in its own dialect under DIR/<kind>/ and its server reads that per request, so
+``mutate`` and ``set_quirks`` change what the running servers publish and how. DIR/sources.toml points our pipeline at the servers
 and DIR/expected.json says what every source's listings must become.
 """
 
@@ -17,6 +17,7 @@ from importlib import import_module
 from pathlib import Path
 from typing import Any
 
+from sandbox.feeds._common import write_quirks
 from sandbox.listings import synthetic_listings
 from sandbox.toml import dumps_sources
 
@@ -31,6 +32,11 @@ def source_id(kind: str) -> str:
 
 def feed(kind: str):
     return import_module(f"sandbox.feeds.{kind}").FEED
+
+
+def quirks_of(kind: str) -> dict[str, str]:
+    """The quirks a kind's sandbox server knows: name -> what it does (none for most kinds)."""
+    return getattr(import_module(f"sandbox.feeds.{kind}"), "QUIRKS", {})
 
 
 @dataclass
@@ -59,8 +65,18 @@ class World:
     def publish(self) -> None:
         for sid, entry in self.state["sources"].items():
             feed(entry["kind"]).publish(entry["listings"], self.root)
+            if entry.get("quirks") is not None:
+                write_quirks(self.root, entry["kind"], entry["quirks"], quirks_of(entry["kind"]))
         _write_json(self.root / "state.json", self.state)
         self.write_expected()
+
+    def set_quirks(self, source_id: str, **quirks: Any) -> None:
+        """Make a source's server behave as some real server does (its feed module's QUIRKS);
+        no quirks: back to the textbook. Running servers take it at their next request."""
+        entry = self.state["sources"][source_id]
+        write_quirks(self.root, entry["kind"], quirks, quirks_of(entry["kind"]))
+        entry["quirks"] = quirks
+        _write_json(self.root / "state.json", self.state)
 
     def write_expected(self) -> None:
         expected = {

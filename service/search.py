@@ -130,7 +130,8 @@ def _page(db, conditions: Conditions, params: dict, query: SearchQuery, position
     rows: list = []
     if phase == 0:
         after = {"after_value": position[1], "after_id": position[2]} if position else {}
-        shape = PageShape(conditions, query.sort_by, query.descending, nulls=False, after=bool(position))
+        valued = _implied_bound_dropped(conditions, query) if position else conditions
+        shape = PageShape(valued, query.sort_by, query.descending, nulls=False, after=bool(position))
         rows = db.rows(page_statement(shape), {**params, **after, "limit": limit})
     positions = [[0, _jsonable(r[index]), r[_ID]] for r in rows]
     if len(rows) < limit and query.sort_by != "ListingKey":  # listing keys are never NULL
@@ -169,6 +170,18 @@ def _generation(db, sources: tuple[str, ...] | None, memo: dict | None) -> list:
     if memo is not None:
         memo[sources] = generation
     return generation
+
+
+# The filter a keyset position on the sort column makes redundant: the position comes from a
+# row that passed it, so "after the position" is the tighter bound. Leaving both would give the
+# database two bounds for one index range, and SQLite may scan from the looser one.
+_BOUND_BY_POSITION = {("ListPrice", False): "min_price", ("ListPrice", True): "max_price",
+                      ("ModificationTimestamp", False): "modified_since"}
+
+
+def _implied_bound_dropped(conditions: Conditions, query: SearchQuery) -> Conditions:
+    redundant = _BOUND_BY_POSITION.get((query.sort_by, query.descending))
+    return tuple(c for c in conditions if c[0] != redundant)
 
 
 def _count(db, conditions: Conditions, params: dict, generation: list, carried: dict | None,

@@ -13,7 +13,7 @@ import math
 from dataclasses import dataclass
 from functools import lru_cache
 
-from sqlalchemy import ColumnElement, Select, bindparam, func, or_, select, tuple_
+from sqlalchemy import ColumnElement, Select, and_, bindparam, func, or_, select
 
 from core.models import Listing, Source
 from service.types import SUMMARY_FIELDS
@@ -133,13 +133,21 @@ def page_statement(shape: PageShape) -> Select:
     else:
         stmt = stmt.where(column.is_not(None))
         if shape.after:
-            keyset, position = tuple_(column, Listing.id), tuple_(_param("after_value", column), _param("after_id"))
-            stmt = stmt.where(keyset < position if shape.descending else keyset > position)
+            stmt = stmt.where(_after(column, shape.descending))
         order = [column.desc(), Listing.id.desc()] if shape.descending else [column, Listing.id]
     return stmt.order_by(*order).limit(_param("limit"))
 
 
 @lru_cache(maxsize=256)
+def _after(column, descending: bool) -> ColumnElement:
+    """(column, id) strictly after the position, written so that the first condition bounds an
+    index range: SQLite does not start a range scan from a row-value comparison."""
+    value, row_id = _param("after_value", column), _param("after_id")
+    if descending:
+        return and_(column <= value, or_(column < value, Listing.id < row_id))
+    return and_(column >= value, or_(column > value, Listing.id > row_id))
+
+
 def generation_statement(sources: int | None) -> Select:
     """The data generation signature (sum, count) of the sources a search covers: all of them
     (None), or ``sources`` parameters. Generations only grow, so the sum changes when any does."""

@@ -42,6 +42,12 @@ class Payload:
     # The files hold everything the source publishes. False when some were skipped as already
     # fetched (only_new, 304s): then listings missing from the payload are not removed.
     complete: bool = True
+    # Why the files are known to hold less than the source announced ("COUNT said 40, 15 rows
+    # came"): a full run removes nothing then. None: whole as far as the source lets us tell.
+    incomplete: str | None = None
+    # How many records the source announced for this pull (RETS COUNT, @odata.count, a SOAP
+    # total), when it did: the load checks the parsed records against it too.
+    announced: int | None = None
 
     @property
     def size(self) -> int:
@@ -52,6 +58,18 @@ class Connector(Protocol):
     kind: ClassVar[str]
 
     def fetch(self, request: FetchRequest) -> Payload: ...
+
+
+def shortfall(request: FetchRequest, who: str, by: str, announced: int | None, received: int,
+              detail: str = "") -> str | None:
+    """Why a pull holds fewer records than its source announced, said once to ``progress`` too
+    (``"the RETS server announced 40 records (COUNT) and sent 15; ..."``); None when it holds
+    them all, or when the source announced nothing."""
+    if announced is None or received >= announced:
+        return None
+    reason = f"{who} announced {announced:,} records ({by}) and sent {received:,}" + (f"; {detail}" if detail else "")
+    request.progress(f"incomplete: {reason}")
+    return reason
 
 
 def retry_after_seconds(value: str | None) -> float | None:

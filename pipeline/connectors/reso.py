@@ -25,7 +25,13 @@ Download spec (``kind = "reso"``):
                                    2026-01-01T00:00:00Z``, at/after ``since`` as FetchRequest says
 ``timeout``                        seconds to connect and between bytes (default 60)
 ``max_pages``                      a nextLink chain longer than this fails the run (default 100000)
+``count``                          ask ``$count=true`` (default true): the server's
+                                   ``@odata.count`` on the first page is what the pull must hold
 =================================  ===============================================================
+
+Completeness: when the first page carries ``@odata.count``, a pull whose pages hold fewer
+records (a page without the ``@odata.nextLink`` it needed, a short page) is ``incomplete``: a
+full run then removes nothing. Without a count the chain of nextLinks is all there is to trust.
 
 Errors: 401 after a token refresh (or with a static token) and 403 -> SourceAuthError; 404 ->
 FeedNotFound; 408, 429, 5xx, timeouts, refused or dropped connections -> SourceUnavailable; 400
@@ -44,7 +50,7 @@ from urllib.parse import quote, urlencode, urljoin
 
 import requests
 
-from pipeline.connectors import FetchRequest, Payload, PayloadFile, _spec, retry_after_seconds
+from pipeline.connectors import FetchRequest, Payload, PayloadFile, _spec, retry_after_seconds, shortfall
 from pipeline.errors import (
     FeedFormatError, FeedNotFound, PipelineError, SourceAuthError, SourceConfigError, SourceUnavailable,
 )
@@ -72,6 +78,7 @@ class ResoSpec:
     timestamp_field: str = "ModificationTimestamp"
     timeout: float = 60
     max_pages: int = 100_000
+    count: bool = True
 
     def __post_init__(self):
         if not self.token and not (self.client_id and self.client_secret and self.token_url):
@@ -93,6 +100,7 @@ class ResoSpec:
             timestamp_field=_spec.text(spec, "timestamp_field", "ModificationTimestamp"),
             timeout=_spec.number(spec, "timeout", 60.0),
             max_pages=_spec.integer(spec, "max_pages", 100_000, minimum=1),
+            count=_spec.flag(spec, "count", True),
         )
 
     def first_url(self, since: dt.datetime | None) -> str:
@@ -103,6 +111,7 @@ class ResoSpec:
             "$expand": self.expand,
             "$orderby": self.orderby,
             "$top": self.page_size,
+            "$count": "true" if self.count else None,
         }
         query = urlencode({k: v for k, v in options.items() if v}, quote_via=quote, safe="$,()'/:")
         return f"{self.url.rstrip('/')}/{self.resource}" + (f"?{query}" if query else "")
@@ -142,27 +151,41 @@ class ResoConnector:
         spec = ResoSpec.from_spec(request.spec)
         with requests.Session() as http:
             client = _Client(http, spec)
-            files = _download(client, spec, request)
-        return Payload(files)
+            files, announced, received = _download(client, spec, request)
+        incomplete = shortfall(request, "the RESO server", "@odata.count", announced, received,
+                               f"the last page, {files[-1].meta['url']}, has no @odata.nextLink")
+        return Payload(files, incomplete=incomplete, announced=announced)
 
 
-def _download(client: _Client, spec: ResoSpec, request: FetchRequest) -> list[PayloadFile]:
-    url, seen, files = spec.first_url(request.since), set(), []
+def _download(client: _Client, spec: ResoSpec, request: FetchRequest) -> tuple[list[PayloadFile], int | None, int]:
+    """The pages, the count the first one announced (or None) and the records they held."""
+    url, seen, files, announced, received = spec.first_url(request.since), set(), [], None, 0
     for number in range(1, spec.max_pages + 1):
         path = request.workdir / f"page-{number:04d}.json"
         size = client.save(url, path)
         files.append(PayloadFile(path=path, size=size, format="odata", meta={"page": number, "url": url}))
         request.progress(f"page {number}: {size} bytes")
         seen.add(url)
-        url = _next_link(path, url)
+        page = _page(path, url)
+        received += page.records
+        announced = page.count if number == 1 else announced
+        url = page.next_link
         if url is None:
-            return files
+            return files, announced, received
         if url in seen:
             raise FeedFormatError(f"@odata.nextLink points back to {url}", where=path.name)
     raise FeedFormatError(f"paging did not end after {spec.max_pages} pages")
 
 
-def _next_link(path: Path, url: str) -> str | None:
+@dataclass(frozen=True)
+class _Page:
+    next_link: str | None
+    records: int
+    count: int | None
+
+
+def _page(path: Path, url: str) -> _Page:
+    """What paging needs of a stored page: its nextLink (absolute), its records, @odata.count."""
     try:
         with path.open("rb") as page:
             body = json.load(page)
@@ -170,8 +193,9 @@ def _next_link(path: Path, url: str) -> str | None:
         raise FeedFormatError(f"not JSON: {exc}", where=path.name) from exc
     if not isinstance(body, dict):
         raise FeedFormatError("not an OData JSON object", where=path.name)
-    link = body.get("@odata.nextLink")
-    return urljoin(url, link) if link else None
+    link, values, count = body.get("@odata.nextLink"), body.get("value"), body.get("@odata.count")
+    return _Page(urljoin(url, link) if link else None, len(values) if isinstance(values, list) else 0,
+                 count if isinstance(count, int) and not isinstance(count, bool) else None)
 
 
 class _Client:

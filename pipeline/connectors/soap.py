@@ -40,7 +40,11 @@ the SOAP Body, so ``Listings/Listing`` finds ``.../GetListingsResult/Listings/Li
 - offset: ``offset_arg`` (required; ``page_arg`` is accepted for it), offsets start at 0;
 - token: ``token_arg`` (required; omitted on the first call) and ``next_token_path`` (required:
   an absent or empty token ends paging; a token seen before is a FeedFormatError);
-- ``max_pages`` (default 100000): a service that never stops paging fails the run.
+- ``max_pages`` (default 100000): a service that never stops paging fails the run;
+- ``total_path`` (optional): the element giving how many records the whole result holds
+  (e.g. ``TotalCount``), read from the first reply. Fewer records across the pages (a short
+  page that ended paging early, empty pages) make the payload ``incomplete``: a full run then
+  removes nothing. Without it, a short page is taken as the end.
 
 A page with no records after the first is not written; no state is kept between runs
 (incremental runs rely on ``since`` alone). Errors: a fault whose code or text is
@@ -65,7 +69,7 @@ import zeep.exceptions
 from lxml import etree
 from zeep.wsse.username import UsernameToken
 
-from pipeline.connectors import FetchRequest, Payload, PayloadFile, _spec, retry_after_seconds
+from pipeline.connectors import FetchRequest, Payload, PayloadFile, _spec, retry_after_seconds, shortfall
 from pipeline.errors import (
     FeedFormatError, FeedNotFound, PermanentError, PipelineError, SourceAuthError, SourceConfigError,
     SourceUnavailable,
@@ -96,6 +100,7 @@ class Paging:
     token_arg: str | None = None
     next_token_path: str | None = None
     max_pages: int = 100_000
+    total_path: str | None = None
 
     @classmethod
     def from_spec(cls, table: dict[str, Any]) -> Paging:
@@ -112,6 +117,7 @@ class Paging:
             token_arg=_spec.text(table, "token_arg", None),
             next_token_path=_spec.text(table, "next_token_path", None),
             max_pages=_spec.integer(table, "max_pages", 100_000, minimum=1),
+            total_path=_spec.text(table, "total_path", None),
         )
 
     def __post_init__(self):
@@ -120,6 +126,8 @@ class Paging:
         for name in _REQUIRED[self.style]:
             if not getattr(self, name):
                 raise SourceConfigError(f"soap paging style {self.style!r} needs paging.{name}")
+        if self.total_path and not self.records_path:
+            raise SourceConfigError("soap paging.total_path needs paging.records_path (the records to count)")
 
     def first(self) -> Any:
         """The cursor of the first call."""
@@ -225,23 +233,38 @@ class SoapConnector:
         spec = SoapSpec.from_spec(request.spec)
         with requests.Session() as http:
             operation = _operation(spec, http)
-            files = _download(operation, spec, request)
-        return Payload(files)
+            files, announced = _download(operation, spec, request)
+        received = sum(f.meta.get("records", 0) for f in files)
+        incomplete = shortfall(request, "the SOAP service", spec.paging.total_path, announced, received)
+        return Payload(files, incomplete=incomplete, announced=announced)
 
 
-def _download(operation, spec: SoapSpec, request: FetchRequest) -> list[PayloadFile]:
-    paging, cursor, files = spec.paging, spec.paging.first(), []
+def _download(operation, spec: SoapSpec, request: FetchRequest) -> tuple[list[PayloadFile], int | None]:
+    """The pages, and the total the first one announced (``paging.total_path``), if any."""
+    paging, cursor, files, announced = spec.paging, spec.paging.first(), [], None
     arguments = {**spec.arguments, **spec.since_value(request.since)}
     for number in range(1, paging.max_pages + 1):
         reply = _call(operation, {**arguments, **paging.arguments(cursor)})
         records = reply.count(paging.records_path) if paging.records_path else None
+        if number == 1 and paging.total_path:
+            announced = _announced(reply, paging.total_path)
         if number == 1 or records != 0:
             files.append(_write(request.workdir / f"page-{number:04d}.xml", reply, number, records))
             request.progress(f"page {number}: {records if records is not None else '?'} records")
         cursor = paging.next(cursor, reply)
         if cursor is None:
-            return files
+            return files, announced
     raise FeedFormatError(f"paging did not end after {paging.max_pages} pages")
+
+
+def _announced(reply: _Reply, path: str) -> int | None:
+    text = reply.text(path)
+    if not text:
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        raise FeedFormatError(f"{path} is {text!r}, not a number of records") from None
 
 
 def _write(path: Path, reply: _Reply, number: int, records: int | None) -> PayloadFile:

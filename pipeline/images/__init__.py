@@ -47,11 +47,15 @@ class PhotoSource(Protocol):
 
 
 class ImageStrategy(Protocol):
+    """A way to get photos. An optional ``shared = True`` asks the job for one PhotoSource for the
+    whole job, used by every worker thread (it must be thread-safe: a RETS session, one login);
+    otherwise each thread opens its own, kept for the whole job."""
+
     name: str
     stores: bool                     # True: photos are fetched and kept in our object store
 
     def open(self, spec: dict[str, Any], environ: dict[str, str]) -> AbstractContextManager[PhotoSource]:
-        """A source of photos for one worker thread (its own connections), closed afterwards."""
+        """A source of photos (its own connections), closed when the job ends."""
         ...
 
 

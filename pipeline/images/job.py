@@ -21,7 +21,7 @@ from contextlib import ExitStack
 from dataclasses import dataclass, field
 from itertools import islice
 
-from sqlalchemy import delete, or_, select, update
+from sqlalchemy import delete, func, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from core.models import FeedRun, Listing, Media, Source
@@ -42,6 +42,7 @@ BATCH = 200
 class PhotoCounts:
     fetched: int = 0
     stored: int = 0
+    linked: int = 0
     unchanged: int = 0
     removed: int = 0
     failed: int = 0
@@ -133,8 +134,10 @@ class ImageJob:
         name = images.get("strategy", "none")
         if name != "none" and parsed_key:
             strategy = strategy_for(name)
-            for batch in _batches(self._wanted(source_id, run_started, parsed_key), BATCH):
-                self._batch(strategy, images, batch, counts)
+            with _Sources(strategy, images, self.environ) as sources, \
+                    ThreadPoolExecutor(self.policy.threads) as pool:
+                for batch in _batches(self._wanted(source_id, run_started, parsed_key), BATCH):
+                    self._batch(pool, sources, strategy.stores, batch, counts)
         counts.removed += self._expire_removed(source_id)
         return counts
 
@@ -149,27 +152,22 @@ class ImageJob:
                         continue
                     if row.photos_change_timestamp is not None and row.photos_change_timestamp == row.photos_synced_at:
                         continue  # the source says its photos did not change since we fetched them
-                    yield ListingPhotos(row.id, source_id, row.listing_key, row.listing_id,
-                                        row.photos_count or 0, record)
+                    # A count the feed does not give is unknown to the strategy (ours is derived).
+                    count = (row.photos_count or 0) if "PhotosCount" in record else 0
+                    yield ListingPhotos(row.id, source_id, row.listing_key, row.listing_id, count, record)
 
     def _rows(self, source_id: str, keys: list[str]) -> dict[str, Listing]:
         with self.sessions() as session:
             return {r.listing_key: r for r in session.scalars(
                 select(Listing).where(Listing.source_id == source_id, Listing.listing_key.in_(keys)))}
 
-    def _batch(self, strategy, images: dict, batch: list[ListingPhotos], counts: PhotoCounts) -> None:
-        local = threading.local()
-        with ExitStack() as stack, ThreadPoolExecutor(self.policy.threads) as pool:
-            lock = threading.Lock()
+    def _batch(self, pool: ThreadPoolExecutor, sources: "_Sources", stores: bool, batch: list[ListingPhotos],
+               counts: PhotoCounts) -> None:
+        def fetch(listing: ListingPhotos) -> tuple[ListingPhotos, list[Photo]]:
+            return listing, self._prepared(sources.get().photos(listing), listing, stores)
 
-            def fetch(listing: ListingPhotos) -> tuple[ListingPhotos, list[Photo]]:
-                if not hasattr(local, "source"):
-                    with lock:  # each thread opens its own connections, closed with the batch
-                        local.source = stack.enter_context(strategy.open(images, self.environ))
-                return listing, self._prepared(local.source.photos(listing), listing, strategy.stores)
-
-            for listing, photos in pool.map(fetch, batch):
-                self._apply(listing, photos, strategy.stores, counts)
+        for listing, photos in pool.map(fetch, batch):
+            self._apply(listing, photos, stores, counts)
 
     def _prepared(self, photos: list[Photo], listing: ListingPhotos, stores: bool) -> list[Prepared]:
         """Sniff, measure, hash and upload (when changed), in the worker thread."""
@@ -209,6 +207,10 @@ class ImageJob:
             if not any(p.photo.error and not p.corrupt for p in photos):  # a fetch may succeed next time
                 session.execute(update(Listing).where(Listing.id == listing.id)
                                 .values(photos_synced_at=Listing.photos_change_timestamp))
+            if "PhotosCount" not in listing.record:  # the feed does not say: the count is what it has
+                session.flush()
+                session.execute(update(Listing).where(Listing.id == listing.id).values(
+                    photos_count=select(func.count()).where(Media.listing_id == listing.id).scalar_subquery()))
             session.commit()
         counts.removed += self.store.delete(obsolete) if obsolete else 0
 
@@ -223,6 +225,7 @@ class ImageJob:
                 session.delete(row)
             return  # after a failed fetch, the photo we had stays rather than being lost
         if photo.url is not None:
+            counts.linked += 1
             values = dict(url=photo.url, storage_key=None, content_hash=None, content_type=None,
                           bytes=None, width=None, height=None)
         else:
@@ -263,13 +266,14 @@ class ImageJob:
             now = db_now(session)
             run.photos_fetched, run.photos_stored, run.photos_unchanged = counts.fetched, counts.stored, counts.unchanged
             run.photos_removed, run.photos_failed, run.photo_bytes = counts.removed, counts.failed, counts.bytes
+            run.photos_linked = counts.linked
             run.images_ready, run.images_reset_at, run.images_attempt = False, now, 0
             run.images_next_attempt_at = None
             run.images_error = "; ".join(counts.failures[:5]) or None
             run.lease_owner = run.lease_expires_at = None
             session.commit()
-            message = (f"{counts.stored} stored, {counts.unchanged} unchanged, {counts.removed} removed, "
-                       f"{counts.failed} failed")
+            message = (f"{counts.stored} stored, {counts.linked} linked, {counts.unchanged} unchanged, "
+                       f"{counts.removed} removed, {counts.failed} failed")
             self.on_done(run, message)
             return f"{run.source_id}#{run.id} photos: {message}"
 
@@ -290,6 +294,43 @@ class ImageJob:
             session.commit()
             self.on_done(run, run.images_error)
             return f"{run.source_id}#{run.id} {run.images_error}"
+
+
+class _Sources:
+    """The job's PhotoSources: one shared by every thread when the strategy says ``shared`` (a
+    RETS login), else one per thread; each opened when first needed, all closed with the job."""
+
+    def __init__(self, strategy, images: dict, environ):
+        self._strategy, self._images, self._environ = strategy, images, environ
+        self._shared = getattr(strategy, "shared", False)
+        self._local = threading.local()
+        self._one = None
+        self._failure: Exception | None = None  # a shared source that would not open: not tried again
+        self._lock = threading.Lock()
+        self._stack = ExitStack()
+
+    def get(self):
+        if self._shared:
+            with self._lock:
+                if self._failure is not None:
+                    raise self._failure
+                if self._one is None:
+                    try:
+                        self._one = self._stack.enter_context(self._strategy.open(self._images, self._environ))
+                    except Exception as exc:  # one refused login fails the job once, not per listing
+                        self._failure = exc
+                        raise
+                return self._one
+        if not hasattr(self._local, "source"):
+            with self._lock:  # the stack is shared; each thread's connections are its own
+                self._local.source = self._stack.enter_context(self._strategy.open(self._images, self._environ))
+        return self._local.source
+
+    def __enter__(self) -> "_Sources":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stack.close()
 
 
 def photo_key(listing: ListingPhotos, order: int, digest: str, extension: str) -> str:

@@ -18,40 +18,42 @@ their defaults:
 ``max_bytes`` (20 MB)
     a larger object is a failed photo.
 
-One logged-in session per worker thread: ``open`` logs in, closing logs out. A session the
-server forgot (reply 20701, or HTTP 401) is logged in again once, and the request repeated.
+One logged-in session for the whole photo job: ``open`` logs in once, closing logs out; the
+job's threads share it, one GetObject at a time. A session the server forgot (reply 20701, or
+HTTP 401) is logged in again once, and the request repeated.
 
-The reply (``multipart/parallel``, or a single object) is read one part at a time; a part is held
-in memory only as the bytes of its photo. Its order is its Object-ID (a reply numbered from 0 is
-shifted to start at 1; a part without a number takes the next order). A part or reply saying
-20403 (no such object) is skipped, so a listing without photos has none. Any other error part
-is a failed photo; an error reply, a refused login or an unreachable server fails the source
-(SourceUnavailable is retried later, SourceAuthError and the other permanent errors are not).
+The reply is read by :mod:`pipeline.connectors.rets.getobject`, the one GetObject reader,
+one part at a time; a part is held in memory only as the bytes of its photo. Its order is its
+Object-ID (a reply numbered from 0 is shifted to start at 1; a part without a number takes the
+next order; a second part with the same Object-ID is skipped, its bytes with it). A part or
+reply saying 20403 (no such object) is skipped, so a listing without photos has none. A linked
+object (a ``Location``, with or without bytes, or an XML ``<RETS ReplyCode="0">`` part with a
+``Location``) is linked by its URL; the caption is ``Content-Description`` or ``Description``.
+Any other error part is a failed photo (the photo already stored for that position stays); an
+error reply, a refused login or an unreachable server fails the source (SourceUnavailable is
+retried later, SourceAuthError and the other permanent errors are not).
 """
 
 from __future__ import annotations
 
-import itertools
 import logging
+import threading
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
 import requests
-from requests.structures import CaseInsensitiveDict
 
 from pipeline.connectors import _spec
-from pipeline.connectors.rets.multipart import Body, MultipartReader, boundary_of, is_multipart
-from pipeline.connectors.rets.replies import EMPTY_RESULTS, SUCCESS, SessionExpired, error_for, parse_reply
-from pipeline.connectors.rets.session import AUTH_SCHEMES, LoginSettings, RetsSession, transport_errors
-from pipeline.errors import FeedFormatError, SourceConfigError
+from pipeline.connectors.rets.getobject import CHUNK_SIZE, RetsObject, objects_in_reply, request_objects
+from pipeline.connectors.rets.multipart import Body
+from pipeline.connectors.rets.session import AUTH_SCHEMES, LoginSettings, RetsSession
+from pipeline.errors import SourceConfigError
 from pipeline.images import ListingPhotos, Photo
 
 log = logging.getLogger(__name__)
-CHUNK_SIZE = 64 * 1024
 MAX_BYTES = 20 * 1024 * 1024
-MAX_XML_PART = 1024 * 1024
 KEY_FIELDS = {"ListingKey", "ListingId"}
 
 
@@ -136,6 +138,7 @@ def _key_value(listing: ListingPhotos, id_field: str) -> Any:
 class RetsStrategy:
     name = "rets"
     stores = True  # with ``location`` the photos are URLs, which the job links instead
+    shared = True  # one logged-in session for the whole job, whatever the number of threads
 
     @contextmanager
     def open(self, spec: dict[str, Any], environ) -> Iterator["RetsPhotos"]:
@@ -147,18 +150,24 @@ class RetsStrategy:
 
 
 class RetsPhotos:
-    """The PhotoSource of one worker thread: its logged-in session."""
+    """The PhotoSource of a job: its one logged-in session, shared by the job's threads.
+
+    Requests on the session go one at a time (many servers refuse concurrent requests in one
+    session); sniffing, hashing and uploading what arrived stay parallel in the job.
+    """
 
     def __init__(self, session: RetsSession, settings: RetsPhotoSettings):
         self.session = session
         self.settings = settings
+        self._turn = threading.Lock()
 
     def photos(self, listing: ListingPhotos) -> list[Photo]:
         try:
             params = self._params(object_id(listing, self.settings.id_field))
         except MissingKey as exc:
             return [Photo(order=1, error=str(exc))]
-        return self.session.with_relogin(lambda: self._get(params))
+        with self._turn:
+            return self.session.with_relogin(lambda: self._get(params))
 
     def _params(self, ident: str) -> dict[str, str]:
         settings = self.settings
@@ -166,78 +175,44 @@ class RetsPhotos:
                 "Location": "1" if settings.location else "0"}
 
     def _get(self, params: dict[str, str]) -> list[Photo]:
-        where = f"{self.session.where('GetObject')} ID={params['ID']}"
-        with self.session.transaction("GetObject", params, stream=True) as response, transport_errors(where):
-            return photos_in_reply(response.headers, response.iter_content(CHUNK_SIZE), self.settings, where)
+        with request_objects(self.session, params) as reply:
+            return photos_of(reply.objects(CHUNK_SIZE), self.settings, reply.where)
 
 
 def photos_in_reply(headers: Mapping[str, str], chunks: Iterable[bytes], settings: RetsPhotoSettings,
                     where: str = "GetObject reply") -> list[Photo]:
     """The Photos of one GetObject reply, from its HTTP headers and its body's chunks, in order.
 
-    Parts are read one at a time. An error reply as a whole raises its mapped pipeline error
-    (20403 gives no photos); in a multipart reply an error part is a failed photo instead.
+    An error reply as a whole raises its mapped pipeline error (20403 gives no photos); in a
+    multipart reply an error part is a failed photo instead.
     """
-    headers = CaseInsensitiveDict(headers)
-    reader = _PartReader(settings, where, whole=not is_multipart(headers.get("Content-Type", "")))
-    return [photo for part_headers, body in _parts(headers, chunks, where)
-            if (photo := reader.photo(part_headers, body)) is not None]
+    return photos_of(objects_in_reply(headers, chunks, where), settings, where)
 
 
-def _parts(headers: CaseInsensitiveDict, chunks: Iterable[bytes],
-           where: str) -> Iterator[tuple[CaseInsensitiveDict, Body]]:
-    """The parts of a reply; a reply that is not multipart is one part with the reply's headers."""
-    content_type = headers.get("Content-Type", "")
-    if is_multipart(content_type):
-        yield from MultipartReader(chunks, boundary_of(content_type), where).parts()
-    else:
-        yield headers, Body(iter(chunks))
+def photos_of(objects: Iterable[RetsObject], settings: RetsPhotoSettings, where: str) -> list[Photo]:
+    """Photos from the objects of one reply (``getobject.objects_in_reply``), numbered by Object-ID."""
+    numbering = Numbering()
+    photos = []
+    for found in objects:
+        order = numbering.order(found.object_id)
+        if order is not None:  # None: a second part for an order already had (its bytes skipped)
+            photos.append(_photo(found, order, settings, where))
+    return photos
 
 
-class _PartReader:
-    """Turns the parts of one reply into Photos, numbering them by Object-ID."""
-
-    def __init__(self, settings: RetsPhotoSettings, where: str, whole: bool):
-        self.settings, self.where, self.whole = settings, where, whole
-        self.numbering = Numbering()
-
-    def photo(self, headers: CaseInsensitiveDict, body: Body) -> Photo | None:
-        head, chunks = _peek(body.iter_bytes(), 64)
-        # Some servers label an error reply image/jpeg: the body says what it is.
-        if _may_be_error(headers) or _is_reply(head):
-            data = _bounded(Body(chunks), self.where)
-            return self._error(headers, data) if _is_reply(data) else self._object(headers, Body(iter([data])))
-        return self._object(headers, Body(chunks))
-
-    def _error(self, headers: CaseInsensitiveDict, data: bytes) -> Photo | None:
-        where = self.where if self.whole else f"{self.where}, object {headers.get('Object-ID', '?')}"
-        try:
-            reply = parse_reply(data, where)
-        except FeedFormatError as exc:
-            return self._failed(headers, exc)
-        if reply.code == SUCCESS or reply.code in EMPTY_RESULTS:
-            return None  # 20403: no such object
-        return self._failed(headers, error_for(reply.code, reply.text, where))
-
-    def _failed(self, headers: CaseInsensitiveDict, error: Exception) -> Photo | None:
-        if self.whole or isinstance(error, SessionExpired):
-            raise error  # the reply as a whole is the error
-        order = self.numbering.order(headers.get("Object-ID"))
-        return Photo(order, error=str(error)) if order is not None else None
-
-    def _object(self, headers: CaseInsensitiveDict, body: Body) -> Photo | None:
-        order = self.numbering.order(headers.get("Object-ID"))
-        if order is None:
-            return None  # a second part for an order already had
-        if self.settings.location:
-            url = headers.get("Location")
-            if not url:
-                return Photo(order, error=f"{self.where}: object {order} came without a Location")
-            return Photo(order, url=url, **_details(headers))
-        data = _read(body, self.settings.max_bytes)
-        if data is None:
-            return Photo(order, error=f"{self.where}: object {order} is larger than {self.settings.max_bytes:,} bytes")
-        return Photo(order, data=data, **_details(headers))
+def _photo(found: RetsObject, order: int, settings: RetsPhotoSettings, where: str) -> Photo:
+    if found.error is not None:
+        return Photo(order, error=str(found.error))
+    if settings.location or found.linked:
+        if not found.location:
+            return Photo(order, error=f"{where}: object {order} came without a Location")
+        return Photo(order, url=found.location, **_details(found))
+    data = _read(found.body, settings.max_bytes)
+    if data is None:
+        return Photo(order, error=f"{where}: object {order} is larger than {settings.max_bytes:,} bytes")
+    if not data and found.location:  # a server that answers a URL where bytes were asked
+        return Photo(order, url=found.location, **_details(found))
+    return Photo(order, data=data, **_details(found))
 
 
 class Numbering:
@@ -262,38 +237,11 @@ class Numbering:
         return order
 
 
-def _details(headers: CaseInsensitiveDict) -> dict[str, Any]:
-    content_id, object_number = headers.get("Content-ID"), headers.get("Object-ID")
+def _details(found: RetsObject) -> dict[str, Any]:
+    content_id, object_number = found.content_id, found.object_id
     key = f"{content_id}:{object_number}"[:128] if content_id and object_number else None
-    caption = (headers.get("Content-Description") or "").strip()[:255] or None
+    caption = (found.description or "")[:255] or None
     return {"media_key": key, "caption": caption}
-
-
-def _may_be_error(headers: CaseInsensitiveDict) -> bool:
-    media = headers.get("Content-Type", "").split(";")[0].strip().lower()
-    return headers.get("RETS-Error", "").strip() == "1" or media in ("text/xml", "application/xml")
-
-
-def _is_reply(data: bytes) -> bool:
-    head = data[:512].lstrip(b"\xef\xbb\xbf \t\r\n")
-    if head.startswith(b"<?xml"):
-        head = head[head.find(b"?>") + 2:].lstrip()
-    return head.startswith(b"<RETS")
-
-
-def _peek(chunks: Iterator[bytes], size: int) -> tuple[bytes, Iterator[bytes]]:
-    """The first ``size`` bytes (fewer at the end), and every chunk still to be read, those included."""
-    head = b""
-    while len(head) < size and (chunk := next(chunks, None)) is not None:
-        head += chunk
-    return head, itertools.chain([head] if head else [], chunks)
-
-
-def _bounded(body: Body, where: str) -> bytes:
-    data = _read(body, MAX_XML_PART)
-    if data is None:
-        raise FeedFormatError("an XML part of more than 1 MiB", where=where)
-    return data
 
 
 def _read(body: Body, limit: int) -> bytes | None:
@@ -302,7 +250,6 @@ def _read(body: Body, limit: int) -> bytes | None:
     for chunk in body.iter_bytes():
         data += chunk
         if len(data) > limit:
-            body.drain()
             return None
     return bytes(data)
 

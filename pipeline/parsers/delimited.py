@@ -46,6 +46,7 @@ from dataclasses import dataclass
 from typing import Any, BinaryIO
 
 from pipeline.errors import FeedFormatError, SourceConfigError
+from pipeline.parsers.encoding import codec
 
 CHUNK = 1 << 16
 # UTF-32 LE first: its mark begins with UTF-16 LE's.
@@ -80,7 +81,7 @@ class Settings:
             delimiter=_delimiter(spec.get("delimiter", ",")),
             quote=spec.get("quote", '"') or None,
             escape=spec.get("escape") or None,
-            encoding=_codec(spec.get("encoding", "utf-8")),
+            encoding=codec(spec.get("encoding", "utf-8")),
             errors=_error_handler(spec.get("encoding_errors", "strict")),
             header=bool(spec.get("header", columns is None)),
             columns=_columns(columns),
@@ -115,13 +116,6 @@ def _delimiter(value: Any) -> str:
     if "\n" in value or "\r" in value:
         raise SourceConfigError("delimited parse spec: a line break cannot be the delimiter")
     return value
-
-
-def _codec(name: Any) -> str:
-    try:
-        return codecs.lookup(str(name)).name
-    except LookupError:
-        raise SourceConfigError(f"delimited parse spec: unknown encoding {name!r}") from None
 
 
 def _error_handler(name: Any) -> str:

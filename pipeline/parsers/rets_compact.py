@@ -7,7 +7,8 @@ lookups' long values ("Active"), COMPACT ones the codes ("A"): the source's ``[v
 turn codes into RESO values.
 
 Parse spec keys: ``encoding`` (none: what the XML declares, else UTF-8) overrides the reply's
-character set, for servers that send Windows-1252 without saying so.
+character set, for servers that send Windows-1252 without saying so; any encoding Python knows
+(:mod:`pipeline.parsers.encoding`).
 
 The reading itself (streaming, flat memory, delimiter and framing quirks, reply codes) lives in
 :mod:`pipeline.connectors.rets.compact`, shared with the connector's paging. A reply whose code
@@ -20,7 +21,7 @@ from collections.abc import Iterator
 from typing import Any, BinaryIO
 
 from pipeline.connectors.rets.compact import CompactReader
-from pipeline.errors import SourceConfigError
+from pipeline.parsers.encoding import xml_input
 
 
 class RetsCompactParser:
@@ -28,15 +29,9 @@ class RetsCompactParser:
 
     def records(self, stream: BinaryIO, spec: dict[str, Any]) -> Iterator[dict[str, Any]]:
         """Yield one record per DATA line of the reply in ``stream``."""
-        reader = CompactReader(stream, where=_where(stream), encoding=_encoding(spec))
-        yield from reader.records()
-
-
-def _encoding(spec: dict[str, Any]) -> str | None:
-    value = (spec or {}).get("encoding")
-    if value is not None and not isinstance(value, str):
-        raise SourceConfigError(f"parse.encoding must be a string, got {value!r}")
-    return value or None
+        where = _where(stream)
+        stream, encoding = xml_input(stream, (spec or {}).get("encoding") or None)
+        yield from CompactReader(stream, where=where, encoding=encoding).records()
 
 
 def _where(stream: BinaryIO) -> str:

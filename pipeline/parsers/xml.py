@@ -1,4 +1,4 @@
-"""XML feeds, streamed with lxml's pull parser: memory stays flat however large the file.
+"""XML feeds, streamed with lxml's iterparse: memory stays flat however large the file.
 
 Spec keys:
 
@@ -6,7 +6,8 @@ Spec keys:
     The local name of the element that holds one listing, e.g. ``"Listing"``. It is matched at any
     depth and in any namespace, so a SOAP envelope (``soap:Envelope/soap:Body/...``) is transparent.
 ``encoding``
-    Overrides the encoding the document declares (for feeds that declare UTF-8 and send cp1252).
+    Overrides the encoding the document declares (for feeds that declare UTF-8 and send cp1252);
+    any encoding Python knows (:mod:`pipeline.parsers.encoding`).
 
 Each record element becomes one flat dict, keyed by local names (namespaces dropped):
 
@@ -34,9 +35,10 @@ from typing import Any, BinaryIO
 from lxml import etree
 
 from pipeline.errors import FeedFormatError, SourceConfigError
+from pipeline.parsers.encoding import xml_input
 
 XSI = "{http://www.w3.org/2001/XMLSchema-instance}"
-CHUNK = 64 * 1024
+CHUNK = 1 << 16
 
 
 class XmlParser:
@@ -44,38 +46,34 @@ class XmlParser:
 
     def records(self, stream: BinaryIO, spec: dict[str, Any]) -> Iterator[dict[str, Any]]:
         record = _record_name(spec)
-        for element in _elements(stream, (f"{{*}}{record}", "{*}Fault"), spec.get("encoding")):
-            if _local(element.tag) != record:
-                raise _fault(element)
-            yield flatten(element)
-            _release(element)
+        stream, encoding = xml_input(stream, spec.get("encoding") or None)
+        try:
+            for _, element in _ends(stream, (f"{{*}}{record}", "{*}Fault"), encoding):
+                if _local(element.tag) != record:
+                    raise _fault(element)
+                yield flatten(element)
+                _release(element)
+        except etree.XMLSyntaxError as exc:
+            raise FeedFormatError(f"malformed XML: {exc.msg}", line=exc.lineno or None) from exc
+        except LookupError as exc:  # an unknown encoding, given or declared
+            raise FeedFormatError(f"cannot read the XML: {exc}") from exc
 
 
-def _elements(stream: BinaryIO, tags: tuple[str, ...], encoding: str | None) -> Iterator[etree._Element]:
-    try:
-        for _, element in pull_events(stream, events=("end",), tag=tags, encoding=encoding):
-            yield element
-    except etree.XMLSyntaxError as exc:
-        raise FeedFormatError(f"malformed XML: {exc.msg}", line=exc.lineno or None) from exc
-    except LookupError as exc:  # an unknown encoding, given or declared
-        raise FeedFormatError(f"cannot read the XML: {exc}") from exc
-
-
-def pull_events(stream: BinaryIO, **options) -> Iterator[tuple[str, etree._Element]]:
-    """iterparse's (event, element) pairs, read in chunks through a pull parser, so that the
-    events parsed before a syntax error come out before the error does (on lxml 6, iterparse
-    raises first and a tiny document's records are lost with it)."""
-    parser = etree.XMLPullParser(**options)
+def _ends(stream: BinaryIO, tags: tuple[str, ...], encoding: str | None) -> Iterator[tuple[str, etree._Element]]:
+    """The end events of ``tags``, chunk by chunk. The records before a syntax error come out
+    before it is raised (lxml's iterparse may raise first when both sit in one chunk)."""
+    parser = etree.XMLPullParser(events=("end",), tag=tags, encoding=encoding)
     while True:
         chunk = stream.read(CHUNK)
-        failure = None
         try:
-            parser.feed(chunk) if chunk else parser.close()
-        except etree.XMLSyntaxError as exc:
-            failure = exc
+            if chunk:
+                parser.feed(chunk)
+            else:
+                parser.close()
+        except etree.XMLSyntaxError:
+            yield from parser.read_events()
+            raise
         yield from parser.read_events()
-        if failure is not None:
-            raise failure
         if not chunk:
             return
 

@@ -1,9 +1,10 @@
-"""Small helpers the simulated servers share: atomic files, local times, a self-signed certificate."""
+"""Small helpers the simulated servers share: atomic files, local times, a self-signed certificate, quirks."""
 
 from __future__ import annotations
 
 import datetime as dt
 import ipaddress
+import json
 import os
 import tempfile
 from collections.abc import Iterator
@@ -81,3 +82,38 @@ def self_signed_certificate(directory: Path, host: str = "127.0.0.1") -> tuple[P
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     ))
     return cert_path, key_path
+
+
+class Quirks:
+    """A feed's quirks: how its server departs from the textbook, as real servers do.
+
+    Kept in ``root/<kind>/quirks.json`` (``write_quirks``) and re-read by the running server
+    whenever the file changes, so a test or ``World.set_quirks`` can make a server end its
+    feed early, or send GetObject parts the way some vendor does, while it runs.
+    """
+
+    def __init__(self, root: Path, kind: str):
+        self._path = Path(root) / kind / "quirks.json"
+        self._seen: tuple | None = None
+        self._quirks: dict = {}
+
+    def get(self) -> dict:
+        try:
+            stat = self._path.stat()
+        except FileNotFoundError:
+            return {}
+        signature = (stat.st_mtime_ns, stat.st_size, stat.st_ino)
+        if signature != self._seen:
+            self._quirks, self._seen = json.loads(self._path.read_text(encoding="utf-8")), signature
+        return self._quirks
+
+
+def write_quirks(root: Path, kind: str, quirks: dict, known: dict[str, str]) -> None:
+    """Set the quirks of the ``kind`` feed under ``root`` (all at once; ``{}`` clears them).
+
+    ``known`` is the feed's ``QUIRKS`` table (name -> what it does): any other name is refused.
+    """
+    if unknown := sorted(set(quirks) - set(known)):
+        raise ValueError(f"the {kind} sandbox has no quirk {unknown[0]!r}; it has {', '.join(sorted(known))}")
+    with atomic_file(Path(root) / kind / "quirks.json") as out:
+        out.write(json.dumps(quirks, sort_keys=True).encode())

@@ -14,6 +14,10 @@
   rendered on request by sandbox.photos at the listing's ``PhotoVersion`` as last published
   (``root/reso/photos.json`` says which).
 
+Quirks (``QUIRKS``; ``root/reso/quirks.json``, re-read while the server runs):
+``end_feed_after`` N ends every result after N records: the page that reaches N is cut there and
+carries no ``@odata.nextLink``, while ``@odata.count`` still says how many match.
+
 Media URLs are the listing's own (``listing["Media"]``) by default; ``ResoFeed(host_media=True)``
 points them at ``/media/...`` on this server instead: published as paths (the port is not known
 when the file is written) and sent as absolute URLs on whatever address the server listens.
@@ -38,7 +42,7 @@ from pathlib import Path
 from urllib.parse import parse_qs, quote, urlencode, urlsplit
 
 from sandbox.feeds import Running
-from sandbox.feeds._common import atomic_file
+from sandbox.feeds._common import Quirks, atomic_file
 from sandbox.photos import photo_bytes
 
 SERVICE_ROOT = "/odata"
@@ -47,6 +51,7 @@ MAX_TOP, DEFAULT_TOP = 1000, 100
 CLIENT_ID, CLIENT_SECRET = "sandbox-client", "sandbox-client-secret"
 MEDIA_TEMPLATE = "/media/{ListingKey}/{n}.jpg"
 MEDIA_PATH = re.compile(r"/media/([^/]+)/(\d+)\.jpg")
+QUIRKS = {"end_feed_after": "results end after this many records: that page is cut and has no @odata.nextLink"}
 
 
 # -- data -----------------------------------------------------------------------------------------
@@ -252,9 +257,9 @@ class _Tokens:
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
 
-    def __init__(self, store: _Store, tokens: _Tokens, photos: _PhotoIndex):
+    def __init__(self, store: _Store, tokens: _Tokens, photos: _PhotoIndex, quirks: Quirks):
         super().__init__(("127.0.0.1", 0), _Handler)
-        self.store, self.tokens, self.photos = store, tokens, photos
+        self.store, self.tokens, self.photos, self.quirks = store, tokens, photos, quirks
         self.failures: list[int] = []  # HTTP statuses to answer the next resource requests with
         self.base = f"http://127.0.0.1:{self.server_port}"
 
@@ -324,12 +329,13 @@ class _Handler(BaseHTTPRequestHandler):
         records = self.server.store.records()
         if option.get("$filter"):
             records = list(filter(compile_filter(option["$filter"]), records))
+        end = min(len(records), self.server.quirks.get().get("end_feed_after", len(records)))
         page = [_shape(r, option.get("$select"), option.get("$expand"), self.server.base)
-                for r in records[skip: skip + top]]
+                for r in records[skip: min(skip + top, end)]]
         body = {"@odata.context": f"{self.server.base}{SERVICE_ROOT}/$metadata#{RESOURCE}", "value": page}
         if option.get("$count") == "true":
             body["@odata.count"] = len(records)
-        if skip + top < len(records):
+        if skip + top < end:
             body["@odata.nextLink"] = self._next_link(query, skip + top)
         return body
 
@@ -390,7 +396,7 @@ class ResoFeed:
         ``count`` resource requests with that HTTP status."""
         tokens = _Tokens(secrets.token_urlsafe(24), CLIENT_ID, CLIENT_SECRET, token_lifetime)
         server = _Server(_Store(Path(root) / "reso" / f"{RESOURCE}.json"), tokens,
-                         _PhotoIndex(Path(root) / "reso" / "photos.json"))
+                         _PhotoIndex(Path(root) / "reso" / "photos.json"), Quirks(root, "reso"))
         thread = threading.Thread(target=server.serve_forever, name="sandbox-reso", daemon=True)
         thread.start()
         details = {

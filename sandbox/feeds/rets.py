@@ -16,12 +16,14 @@ of its own (``MLSNumber``, ``Status``, ``ZipCode``, ``Beds``, ``SqFtTotal``, ``L
 
 Switches, on ``Controls`` (``running.details["controls"]``, changeable while it runs):
 ``auth`` ("digest" or "basic"), ``ua_password`` (check RETS-UA-Authorization),
-``refuse_offset`` (None, "error": reply 20203 to Offset, "ignore": send the first page again),
-``expire_after`` (a session ends after this many transactions: reply 20701), ``max_rows`` (the
-server's own cap per reply), ``fail_status`` (answer every request with this HTTP status),
-``search_reply`` (answer every Search with this RETS reply code), ``reject_after_login``
-(HTTP 401 to every transaction after login), ``delay`` (seconds to wait before answering a
-Search). ``stats`` counts what was asked.
+``fail_status`` (answer every request with this HTTP status), ``search_reply`` (answer every
+Search with this RETS reply code), ``reject_after_login`` (HTTP 401 to every transaction after
+login), and the quirks below. ``stats`` counts what was asked (``challenged`` and
+``challenged <transaction>``: the 401 challenges sent).
+
+Quirks, the habits of real servers (``QUIRKS``), are Controls fields too, and can also be set in
+``root/rets/quirks.json`` (``sandbox.feeds._common.write_quirks``; the file wins), which the
+running server re-reads: a server in another process (``mlsfeeds sandbox serve``) takes them.
 """
 
 from __future__ import annotations
@@ -46,11 +48,13 @@ from pathlib import Path
 from typing import Any, Callable
 from urllib.parse import parse_qs, urlsplit
 from urllib.request import parse_http_list, parse_keqv_list
+from xml.etree import ElementTree
 from xml.sax.saxutils import escape, quoteattr
 from zoneinfo import ZoneInfo
 
 from sandbox import photos
 from sandbox.feeds import Running
+from sandbox.feeds._common import Quirks, write_quirks
 
 SERVER_TIMEZONE = "America/New_York"
 USERNAME = "sandbox"
@@ -112,9 +116,28 @@ LOOKUPS = {
 CODES = {lookup: {long: code for code, long in values.items()} for lookup, values in LOOKUPS.items()}
 
 
+QUIRKS = {
+    "refuse_offset": 'None, "error" (reply 20203 to Offset) or "ignore" (send the first page again)',
+    "expire_after": "a session ends after this many transactions (reply 20701)",
+    "max_rows": "the server's own cap on rows per Search reply",
+    "delay": "seconds to wait before answering a Search",
+    "end_feed_after": "a Search gives no more than this many rows in all: a page is cut there (MAXROWS still "
+                      "said, COUNT still true) and any Offset past it answers 20201, as a recorded server did",
+    "location_bytes": "with Location=1, each part still carries the photo's bytes",
+    "duplicate_object_ids": "every multipart reply repeats its first part's Object-ID on a part of other bytes",
+    "xml_links": 'with Location=1, each part is an XML <RETS ReplyCode="0"/> body with the Location header',
+    "caption_header": 'the header that carries a photo\'s caption ("Content-Description", or "Description")',
+    "object_data": "each part carries two ObjectData headers (RETS 1.8)",
+    "error_content_type": "the Content-Type of a whole GetObject error reply (e.g. image/jpeg)",
+    "error_chunk_size": "send whole GetObject error replies chunked (Transfer-Encoding) in chunks of this size",
+    "metadata_format": '"COMPACT" or "STANDARD-XML": what GetMetadata answers, whatever was asked',
+    "info_lines": "the login reply carries this many Info= lines (RETS 1.8)",
+}
+
+
 @dataclass
 class Controls:
-    """How the server behaves; tests change these while it runs."""
+    """How the server behaves; tests change these while it runs (the quirks: see ``QUIRKS``)."""
 
     auth: str = "digest"
     username: str = USERNAME
@@ -127,6 +150,16 @@ class Controls:
     search_reply: int | None = None
     reject_after_login: bool = False
     delay: float = 0.0
+    end_feed_after: int | None = None
+    location_bytes: bool = False
+    duplicate_object_ids: bool = False
+    xml_links: bool = False
+    caption_header: str = "Content-Description"
+    object_data: bool = False
+    error_content_type: str = "text/xml"
+    error_chunk_size: int | None = None
+    metadata_format: str = "COMPACT"
+    info_lines: int = 0
     stats: Counter = field(default_factory=Counter)
 
 
@@ -342,6 +375,45 @@ def metadata_body(kind: str, attributes: dict[str, str], columns: list[str], row
     return rets_reply(0, "Operation Success.", metadata_element(kind, attributes, columns, rows))
 
 
+STANDARD_ROWS = {"METADATA-SYSTEM": "System", "METADATA-RESOURCE": "Resource", "METADATA-CLASS": "Class",
+                 "METADATA-TABLE": "Field", "METADATA-LOOKUP_TYPE": "LookupType", "METADATA-OBJECT": "Object"}
+
+
+def standard_xml(compact: bytes) -> bytes:
+    """A COMPACT metadata reply as STANDARD-XML says it: ``<METADATA>``, then per table one
+    element per row and one child element per column (errors pass through unchanged)."""
+    root = ElementTree.fromstring(compact)
+    if root.get("ReplyCode") != "0":
+        return compact
+    tables = "".join(_standard_table(table) for table in root)
+    return rets_reply(0, "Operation Success.", f"<METADATA>\n{tables}</METADATA>\n")
+
+
+def _standard_table(table: ElementTree.Element) -> str:
+    attrs = " ".join(f"{k}={quoteattr(v)}" for k, v in table.attrib.items())
+    rows = _compact_rows(table) if table.find("COLUMNS") is not None else [_system_row(table)]
+    element = STANDARD_ROWS[table.tag]
+    body = "".join(f"<{element}>" + "".join(f"<{name}>{escape(value)}</{name}>" for name, value in row.items())
+                   + f"</{element}>\n" for row in rows)
+    return f"<{table.tag} {attrs}>\n{body}</{table.tag}>\n"
+
+
+def _compact_rows(table: ElementTree.Element) -> list[dict[str, str]]:
+    columns = table.findtext("COLUMNS")[1:-1].split("\t")
+    return [dict(zip(columns, data.text[1:-1].split("\t"))) for data in table.iter("DATA")]
+
+
+def _system_row(table: ElementTree.Element) -> dict[str, str]:
+    system = table.find("SYSTEM")
+    return {"SystemID": system.get("SystemID", ""), "SystemDescription": system.get("SystemDescription", ""),
+            "Comments": table.findtext("COMMENTS") or ""}
+
+
+def info_line(number: int) -> str:
+    """One ``Info=`` line of a RETS 1.8 login reply: ``Info=<name>;<type>;<value>``."""
+    return f"Info=SANDBOX_INFO_{number};Character;value {number}"
+
+
 # -- photos ----------------------------------------------------------------------------------------
 
 def listing_photo(row: dict[str, str], number: int) -> tuple[str, bytes]:
@@ -453,6 +525,7 @@ class _Server(ThreadingHTTPServer):
         super().__init__(("127.0.0.1", 0), _Handler)
         self.dataset = _Dataset(root)
         self.controls = controls
+        self.quirks = Quirks(root, "rets")
         self.sessions: dict[str, int] = {}
         self.nonces: set[str] = set()
         self.lock = threading.Lock()
@@ -460,6 +533,11 @@ class _Server(ThreadingHTTPServer):
     @property
     def base(self) -> str:
         return f"http://127.0.0.1:{self.server_address[1]}"
+
+    def switch(self, name: str) -> Any:
+        """A quirk's value: ``quirks.json`` when it names it, else the Controls field."""
+        quirks = self.quirks.get()
+        return quirks[name] if name in quirks else getattr(self.controls, name)
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -495,6 +573,8 @@ class _Handler(BaseHTTPRequestHandler):
         if transaction is None:
             return self._send(404, b"Not Found\n", "text/plain")
         if not self._authenticated():
+            controls.stats["challenged"] += 1
+            controls.stats[f"challenged {transaction}"] += 1
             return self._challenge()
         controls.stats[transaction] += 1
         if transaction == "Login":
@@ -571,7 +651,8 @@ class _Handler(BaseHTTPRequestHandler):
                 controls.stats["not_logged_in"] += 1
                 return False
             self.server.sessions[session_id] += 1
-            if controls.expire_after is not None and self.server.sessions[session_id] > controls.expire_after:
+            expire_after = self.server.switch("expire_after")
+            if expire_after is not None and self.server.sessions[session_id] > expire_after:
                 del self.server.sessions[session_id]
                 controls.stats["expired"] += 1
                 return False
@@ -590,6 +671,7 @@ class _Handler(BaseHTTPRequestHandler):
                  "MetadataVersion=1.00.00001", "MetadataTimestamp=2026-01-01T00:00:00Z",
                  "Search=/rets/search", "GetMetadata=/rets/getmetadata", "GetObject=/rets/getobject",
                  f"Logout={self.server.base}/rets/logout", "Action=/rets/action", "TimeoutSeconds=1800"]
+        lines += [info_line(n) for n in range(1, self.server.switch("info_lines") + 1)]
         body = rets_reply(0, "Operation Success.", "<RETS-RESPONSE>\n" + "\n".join(lines) + "\n</RETS-RESPONSE>\n")
         cookies = [f"RETS-Session-ID={session_id}; Path=/", "sandbox-node=a; Path=/; HttpOnly"]
         self._xml(body, cookies=cookies)
@@ -605,8 +687,8 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _search(self, params: dict[str, str]) -> None:
         controls = self.server.controls
-        if controls.delay:
-            time.sleep(controls.delay)
+        if self.server.switch("delay"):
+            time.sleep(self.server.switch("delay"))
         if controls.search_reply:
             return self._xml(rets_reply(controls.search_reply, "Search refused by the sandbox switch"))
         try:
@@ -626,6 +708,8 @@ class _Handler(BaseHTTPRequestHandler):
             return search_body(columns, [], len(matched), False) if matched else rets_reply(20201, "No Records Found")
         start, limit = self._page(params)
         page = matched[start:start + limit]
+        if (end := self.server.switch("end_feed_after")) is not None:
+            page = matched[start:min(start + limit, end)]  # the feed ends early; COUNT still says all
         if not page:
             return rets_reply(20201, "No Records Found")
         decoded = params.get("Format") == "COMPACT-DECODED"
@@ -638,40 +722,53 @@ class _Handler(BaseHTTPRequestHandler):
         controls = self.server.controls
         offset = params.get("Offset", "1")
         _require(offset.isdigit() and int(offset) >= 1, 20203, f"Bad Offset {offset}")
-        if controls.refuse_offset == "error" and int(offset) > 1:
+        refuse_offset, max_rows = self.server.switch("refuse_offset"), self.server.switch("max_rows")
+        if refuse_offset == "error" and int(offset) > 1:
             raise DmqlError(20203, "Miscellaneous Search Error: Offset is not supported")
-        if controls.refuse_offset == "ignore":
+        if refuse_offset == "ignore":
             offset = "1"
         limit = params.get("Limit", "NONE")
-        limit_rows = int(limit) if limit.isdigit() else controls.max_rows
-        return int(offset) - 1, min(limit_rows, controls.max_rows)
+        limit_rows = int(limit) if limit.isdigit() else max_rows
+        return int(offset) - 1, min(limit_rows, max_rows)
 
     def _getmetadata(self, params: dict[str, str]) -> None:
-        if params.get("Format", "COMPACT") != "COMPACT":
+        answered = self.server.switch("metadata_format")  # what many servers send, whatever was asked
+        if answered == "COMPACT" and params.get("Format", "COMPACT") != "COMPACT":
             return self._xml(rets_reply(20506, "Unsupported MIME type: only COMPACT metadata"))
         kind, ident = params.get("Type", ""), params.get("ID", "0")
         builder = _METADATA.get(kind)
         if builder is None:
             return self._xml(rets_reply(20501, f"Invalid Type {kind}"))
-        self._xml(builder(ident))
+        body = builder(ident)
+        self._xml(standard_xml(body) if answered == "STANDARD-XML" else body)
 
     def _getobject(self, params: dict[str, str]) -> None:
         if params.get("Resource") != RESOURCE:
-            return self._xml(rets_reply(20400, f"Invalid Resource {params.get('Resource')}"))
+            return self._object_error(20400, f"Invalid Resource {params.get('Resource')}")
         if params.get("Type") != "Photo":
-            return self._xml(rets_reply(20401, f"Invalid Type {params.get('Type')}"))
+            return self._object_error(20401, f"Invalid Type {params.get('Type')}")
         location = params.get("Location") == "1"
         parts = [part for item in (params.get("ID") or "").split(",") if item for part in self._objects(item, location)]
+        if self.server.switch("duplicate_object_ids") and len(parts) > 1:
+            headers, body = parts[0]
+            parts.insert(1, (headers, body[: len(body) // 2] + b"tail of a part repeated"))
         if len(parts) == 1:
             headers, body = parts[0]
-            if headers.get("RETS-Error"):
-                return self._xml(body)
-            content_type = headers.pop("Content-Type")
-            return self._send(200, body, content_type, headers)
+            if _header(headers, "RETS-Error"):
+                return self._object_error(20403, "No Object Found")
+            rest = [(name, value) for name, value in headers if name != "Content-Type"]
+            return self._send(200, body, _header(headers, "Content-Type"), rest)
         boundary = secrets.token_hex(16)
         self._send(200, _multipart(parts, boundary), f'multipart/parallel; boundary="{boundary}"', {})
 
-    def _objects(self, item: str, location: bool) -> list[tuple[dict[str, str], bytes]]:
+    def _object_error(self, code: int, text: str) -> None:
+        """A whole GetObject reply that is an error, labelled and chunked as the quirks say."""
+        body, content_type = rets_reply(code, text), self.server.switch("error_content_type")
+        if size := self.server.switch("error_chunk_size"):
+            return self._send_chunked(body, content_type, size)
+        self._send(200, body, content_type)
+
+    def _objects(self, item: str, location: bool) -> list[tuple[list[tuple[str, str]], bytes]]:
         key, _, wanted = item.partition(":")
         row = self.server.dataset.by_key(key)
         available = photo_count(row) if row else 0
@@ -679,20 +776,25 @@ class _Handler(BaseHTTPRequestHandler):
             1 if n == "0" else int(n) for n in wanted.split(":") if n.isdigit()]
         found = [n for n in numbers if 1 <= n <= available]
         if not found:
-            return [({"RETS-Error": "1", "Content-Type": "text/xml", "Content-ID": key, "Object-ID": wanted or "*"},
-                     rets_reply(20403, "No Object Found"))]
+            return [([("RETS-Error", "1"), ("Content-Type", "text/xml"), ("Content-ID", key),
+                      ("Object-ID", wanted or "*")], rets_reply(20403, "No Object Found"))]
         return [self._object(row, n, location) for n in found]
 
-    def _object(self, row: dict[str, str], number: int, location: bool) -> tuple[dict[str, str], bytes]:
-        key = row[KEY_FIELD]
+    def _object(self, row: dict[str, str], number: int, location: bool) -> tuple[list[tuple[str, str]], bytes]:
+        key, switch = row[KEY_FIELD], self.server.switch
         content_type, body = listing_photo(row, number)
-        headers = {"Content-Type": content_type, "Content-ID": key, "Object-ID": str(number),
-                   "Content-Description": f"Photo {number} of {key}", "Preferred": "1" if number == 1 else "0"}
+        headers = [("Content-Type", content_type), ("Content-ID", key), ("Object-ID", str(number)),
+                   (switch("caption_header"), f"Photo {number} of {key}"), ("Preferred", "1" if number == 1 else "0")]
+        if switch("object_data"):
+            headers += [("ObjectData", f"PhotoNumber={number}"), ("ObjectData", f"ListingKey={key}")]
         self.server.controls.stats["objects"] += 1
-        if location:
-            headers["Location"] = f"{self.server.base}/photos/{key}/{number}.jpg"
-            return headers, b""
-        return headers, body
+        if not location:
+            return headers, body
+        headers.append(("Location", f"{self.server.base}/photos/{key}/{number}.jpg"))
+        if switch("xml_links"):
+            headers[0] = ("Content-Type", "text/xml")
+            return headers, rets_reply(0, "Operation Successful")
+        return headers, body if switch("location_bytes") else b""
 
     def _photo(self, path: str) -> None:
         match = re.fullmatch(r"/photos/([^/]+)/(\d+)\.jpg", path)
@@ -707,19 +809,31 @@ class _Handler(BaseHTTPRequestHandler):
     def _xml(self, body: bytes, cookies: list[str] | None = None) -> None:
         self._send(200, body, "text/xml; charset=utf-8", {}, cookies)
 
-    def _send(self, status: int, body: bytes, content_type: str, headers: dict[str, str] | None = None,
-              cookies: list[str] | None = None) -> None:
+    def _send(self, status: int, body: bytes, content_type: str,
+              headers: dict[str, str] | list[tuple[str, str]] | None = None, cookies: list[str] | None = None) -> None:
         self.send_response(status)
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(body)))
         self.send_header("RETS-Version", "RETS/1.7.2")
         self.send_header("Date", formatdate(usegmt=True))
-        for name, value in (headers or {}).items():
+        for name, value in (headers.items() if isinstance(headers, dict) else headers or []):
             self.send_header(name, value)
         for cookie in cookies or []:
             self.send_header("Set-Cookie", cookie)
         self.end_headers()
         self.wfile.write(body)
+
+    def _send_chunked(self, body: bytes, content_type: str, size: int) -> None:
+        """HTTP/1.1 chunked transfer, ``size`` bytes a chunk, each its own write: the client sees them apart."""
+        self.send_response(200)
+        for name, value in (("Content-Type", content_type), ("Transfer-Encoding", "chunked"),
+                            ("RETS-Version", "RETS/1.7.2"), ("Date", formatdate(usegmt=True))):
+            self.send_header(name, value)
+        self.end_headers()
+        for start in range(0, len(body), size):
+            piece = body[start:start + size]
+            self.wfile.write(b"%x\r\n%s\r\n" % (len(piece), piece))
+        self.wfile.write(b"0\r\n\r\n")
 
 
 def _require(condition: bool, code: int, text: str) -> None:
@@ -742,10 +856,14 @@ def _value(row: dict[str, str], name: str, decoded: bool) -> str:
     return LOOKUPS[lookup].get(value, value) if decoded and lookup else value
 
 
-def _multipart(parts: list[tuple[dict[str, str], bytes]], boundary: str) -> bytes:
+def _header(headers: list[tuple[str, str]], wanted: str) -> str | None:
+    return next((value for name, value in headers if name == wanted), None)
+
+
+def _multipart(parts: list[tuple[list[tuple[str, str]], bytes]], boundary: str) -> bytes:
     chunks = []
     for headers, body in parts:
-        head = "".join(f"{name}: {value}\r\n" for name, value in headers.items())
+        head = "".join(f"{name}: {value}\r\n" for name, value in headers)
         chunks.append(f"--{boundary}\r\n{head}\r\n".encode() + body + b"\r\n")
     return b"".join(chunks) + f"--{boundary}--\r\n".encode()
 

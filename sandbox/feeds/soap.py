@@ -14,6 +14,10 @@ listing key) and the children MlsId, Status, Type, Price, StreetAddress, Town, S
 BedCount, BathCount (absent for land), Sqft, Lat, Lon, PhotoCount, Agent/Name, Agent/Office and
 LastModified (xsd:dateTime in UTC). ``ModifiedSince`` selects LastModified at or after it.
 
+Quirks (``QUIRKS``; ``root/soap/quirks.json``, re-read while the server runs):
+``end_feed_after`` N serves no record past the N-th of a result (pages beyond are short or
+empty, no ResumeToken after it) while TotalCount and TotalPages still count them all.
+
 Every call needs credentials: HTTP Basic (a bad or missing one gets a bare ``401``, as from the
 web server in front), or a WS-Security UsernameToken, PasswordText or PasswordDigest (a bad one
 gets the fault ``wsse:FailedAuthentication``).
@@ -50,7 +54,7 @@ from spyne.protocol.soap import Soap11
 from spyne.server.wsgi import WsgiApplication
 
 from sandbox.feeds import Running
-from sandbox.feeds._common import atomic_file
+from sandbox.feeds._common import Quirks, atomic_file
 from sandbox.photos import photo_bytes
 
 NS = "urn:example-mls:listings"
@@ -61,6 +65,7 @@ PATH = "/soap"
 PHOTO_TEMPLATE = "/photos/{ListingId}/{n}.jpg"  # on this server, public
 PHOTO_PATH = re.compile(r"/photos/([^/]+)/(\d+)\.jpg")
 USERNAME, PASSWORD = "mls-user", "mls-secret"
+QUIRKS = {"end_feed_after": "no record past this many is served, while TotalCount and TotalPages count them all"}
 
 STATUS = {
     "Active": "Active", "Active Under Contract": "Contingent", "Pending": "Pending", "Closed": "Sold",
@@ -119,18 +124,18 @@ class ListingsService(ServiceBase):
             raise Fault("Client.InvalidArgument", "Page starts at 1")
         rows = _store(ctx).since(ModifiedSince)
         total_pages = max(1, -(-len(rows) // size))
-        chunk = rows[(page - 1) * size: page * size]
+        chunk = _served(ctx, rows)[(page - 1) * size: page * size]
         return ListingPage(Page=page, TotalPages=total_pages, TotalCount=len(rows), Listings=chunk)
 
     @rpc(DateTime, Integer32, Integer32, _returns=ListingSlice)
     def GetListingsAt(ctx, ModifiedSince, Offset, Limit):
         rows = _store(ctx).since(ModifiedSince)
         start = max(Offset or 0, 0)
-        return ListingSlice(TotalCount=len(rows), Listings=rows[start: start + _page_size(Limit)])
+        return ListingSlice(TotalCount=len(rows), Listings=_served(ctx, rows)[start: start + _page_size(Limit)])
 
     @rpc(DateTime, Unicode, Integer32, _returns=ListingChanges)
     def GetListingChanges(ctx, ModifiedSince, ResumeToken, MaxRows):
-        rows = _store(ctx).since(ModifiedSince)
+        rows = _served(ctx, _store(ctx).since(ModifiedSince))
         start, size = _offset_of(ResumeToken), _page_size(MaxRows)
         token = _token_for(start + size) if start + size < len(rows) else None
         return ListingChanges(ResumeToken=token, Listings=rows[start: start + size])
@@ -157,6 +162,12 @@ def _offset_of(token: str | None) -> int:
 
 def _store(ctx) -> _Store:
     return ctx.transport.req_env["sandbox.store"]
+
+
+def _served(ctx, rows: list) -> list:
+    """The rows a call may serve: all of them, or the first ``end_feed_after`` (a quirk)."""
+    end = ctx.transport.req_env["sandbox.quirks"].get().get("end_feed_after")
+    return rows if end is None else rows[:end]
 
 
 class _Store:
@@ -239,13 +250,13 @@ def _photo_entry(listing: dict) -> list:
 class _Gate:
     """WSGI middleware: HTTP Basic or a WS-Security UsernameToken, and injected failures."""
 
-    def __init__(self, app, store: _Store, username: str, password: str):
-        self._app, self._store = app, store
+    def __init__(self, app, store: _Store, username: str, password: str, quirks: Quirks):
+        self._app, self._store, self._quirks = app, store, quirks
         self._username, self._password = username, password
         self.failures: list[int] = []  # HTTP statuses to answer the next POSTs with
 
     def __call__(self, environ, start_response):
-        environ["sandbox.store"] = self._store
+        environ["sandbox.store"], environ["sandbox.quirks"] = self._store, self._quirks
         if environ.get("PATH_INFO", "").rstrip("/") != PATH:
             return _plain(start_response, "404 Not Found", b"not found\n")
         if environ["REQUEST_METHOD"] != "POST":
@@ -360,7 +371,7 @@ class SoapFeed:
         store = _Store(Path(root) / "soap" / "listings.json")
         soap = WsgiApplication(Application([ListingsService], tns=NS, name="MlsListings",
                                            in_protocol=Soap11(validator="lxml"), out_protocol=Soap11()))
-        gate = _Gate(soap, store, username, password)
+        gate = _Gate(soap, store, username, password, Quirks(root, "soap"))
         app = _PhotoHost(gate, _PhotoIndex(Path(root) / "soap" / "photos.json"))
         server = make_server("127.0.0.1", 0, app, server_class=_ThreadingWSGIServer, handler_class=_QuietHandler)
         base = f"http://127.0.0.1:{server.server_port}"
@@ -385,7 +396,8 @@ class SoapFeed:
                 "username": details["username"], "password": details["password"],
                 "since_arg": "ModifiedSince",
                 "paging": {"style": "page", "page_arg": "Page", "size_arg": "PageSize", "page_size": 250,
-                           "records_path": "Listings/Listing", "total_pages_path": "TotalPages"},
+                           "records_path": "Listings/Listing", "total_pages_path": "TotalPages",
+                           "total_path": "TotalCount"},
             },
             "parse": {"format": "xml", "record": "Listing"},
             "fields": dict(FIELDS),

@@ -18,9 +18,9 @@ from core.clients import upsert_client
 from core.db import make_engine, session_factory
 from core.models import Listing
 from sandbox.photos import photo_bytes
-from sandbox.world import World, start_servers
+from sandbox.world import World
 from tests.support.databases import fresh_database
-from tests.support.sandbox import cli, expected
+from tests.support.sandbox import cli, expected, running_world
 from tests.support.servers import soap_service
 
 STORED = {"ftpmls", "sftpmls", "httpmls", "retsmls", "sqlmls"}  # strategies that keep photos
@@ -29,13 +29,8 @@ LINKED = {"soapmls", "resomls"}                                    # url_templat
 
 @pytest.fixture(scope="module")
 def sandbox(tmp_path_factory):
-    world = World.create(tmp_path_factory.mktemp("sandbox"), listings=12, seed=11)
-    running, _ = start_servers(world)
-    try:
+    with running_world(tmp_path_factory.mktemp("sandbox"), listings=12, seed=11) as world:
         yield world
-    finally:
-        for server in running:
-            server.stop()
 
 
 @pytest.fixture(scope="module")
@@ -84,6 +79,11 @@ def test_the_bucket_holds_exactly_the_expected_photos_byte_for_byte(sandbox, dep
         corrupt = sum(p.get("corrupt", False) for f in expected(sandbox.root)[source_id].values() for p in f.get("Photos", []))
         assert runs[source_id]["photos_failed"] >= corrupt, source_id
     assert not any(key.split("/")[1] in LINKED for key in objects), "linked photos are not stored"
+    with sessions() as session:  # the SFTP export has no PhotosCount: each listing's is the photos it has
+        counts = dict(session.execute(select(Listing.listing_key, Listing.photos_count)
+                                      .where(Listing.source_id == "sftpmls")).all())
+    assert counts == {key: len(md5s) for key, md5s in wanted_md5s(sandbox, "sftpmls").items()}
+    assert max(counts.values()) > 0
 
 
 def test_a_second_run_uploads_nothing(sandbox, deployment):

@@ -10,21 +10,15 @@ import json
 import pytest
 
 from core.db import make_engine, session_factory
-from sandbox.world import World, start_servers
+from sandbox.world import World
 from tests.support.databases import fresh_database
-from tests.support.sandbox import cli, expected, mismatches
+from tests.support.sandbox import cli, expected, mismatches, running_world
 
 
 @pytest.fixture(scope="module")
 def sandbox(tmp_path_factory):
-    root = tmp_path_factory.mktemp("sandbox")
-    world = World.create(root, listings=40, seed=5)
-    running, _ = start_servers(world)
-    try:
+    with running_world(tmp_path_factory.mktemp("sandbox"), listings=40, seed=5) as world:
         yield world
-    finally:
-        for server in running:
-            server.stop()
 
 
 @pytest.fixture(scope="module")

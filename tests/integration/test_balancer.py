@@ -18,7 +18,16 @@ from pipeline.errors import SourceAuthError, SourceUnavailable
 from pipeline.schedule import schedule
 from tests.conftest import backend_param
 from tests.support.databases import fresh_database
-from tests.support.pipeline import FakeConnector, add_source, make_balancer, record
+from tests.support.pipeline import (
+    FakeConnector,
+    add_source,
+    active_keys,
+    make_balancer,
+    new_run,
+    record,
+    run_to_end,
+    with_sources,
+)
 
 UTC = dt.timezone.utc
 
@@ -37,36 +46,6 @@ def connector():
 @pytest.fixture
 def balancer(database_url, tmp_path, connector):
     return make_balancer(database_url, tmp_path / "objects", connector)
-
-
-def with_sources(balancer, *ids):
-    with balancer.sessions() as session:
-        for sid in ids:
-            add_source(session, sid)
-        session.commit()
-
-
-def new_run(balancer, sid, kind="full", slot=None):
-    with balancer.sessions() as session:
-        run = FeedRun(source_id=sid, business_date=dt.date(2026, 11, 30), kind=kind,
-                      slot=slot or f"{kind}-{session.scalar(select(func.count()).select_from(FeedRun))}")
-        if kind == "incremental":
-            run.window_start = dt.datetime(2026, 11, 29, tzinfo=UTC)
-        session.add(run)
-        session.commit()
-        return run.id
-
-
-def run_to_end(balancer, run_id):
-    assert balancer.claim(run_id) == run_id
-    balancer.advance(run_id)
-    with balancer.sessions() as session:
-        return session.get(FeedRun, run_id)
-
-
-def active_keys(balancer, sid):
-    with balancer.sessions() as session:
-        return set(session.scalars(select(Listing.listing_key).where(Listing.source_id == sid, Listing.removed_at.is_(None))))
 
 
 def test_a_run_goes_through_every_step_and_loads_mapped_listings(balancer, connector):
@@ -91,7 +70,7 @@ def test_running_the_same_full_feed_again_changes_nothing(balancer, connector):
 
 
 def test_a_full_run_removes_what_the_feed_dropped_and_an_incremental_never_does(balancer, connector):
-    with_sources(balancer, "naples")
+    with_sources(balancer, "naples", max_removed_share=0.5)  # 3 of 10 dropped: within this source's share
     connector.feeds["naples"] = [record(n) for n in range(10)]
     run_to_end(balancer, new_run(balancer, "naples"))
     connector.feeds["naples"] = [record(n, price="1") for n in range(2)]

@@ -172,8 +172,9 @@ def test_mls_urls_are_linked_not_stored(world, host):
     balancer, connector, job, store = world
     setup_source(balancer, strategy="mls_urls")
     connector.feeds["naples"] = listing_records(host, KEYS[:3])
-    full_run(balancer, job)
+    run = full_run(balancer, job)
     assert stored_objects(store) == {} and sum(host.hits.values()) == 0
+    assert (run.photos_linked, run.photos_stored) == (3 * PHOTOS, 0), "the run counts the photos it linked"
     with balancer.sessions() as session:
         urls = session.scalars(select(Media.url).join(Listing).where(Listing.listing_key == "L001").order_by(Media.order))
         assert list(urls) == [host.link("L001", n) for n in range(1, PHOTOS + 1)]

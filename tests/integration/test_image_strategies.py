@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 import requests
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from core.db import make_engine, session_factory
 from core.models import FeedRun, Listing, Media
@@ -84,8 +84,8 @@ class Mls:
             apply(session, [parse_source(table)])
             session.commit()
 
-    def run(self, publish: bool = True) -> FeedRun:
-        """A full run through the data steps, then the image job; the run as it ended."""
+    def run(self, publish: bool = True, photos: bool = True) -> FeedRun:
+        """A full run through the data steps, then (unless told not to) the image job; the run as it ended."""
         if publish:
             self.publish()
         with self.balancer.sessions() as session:
@@ -95,8 +95,9 @@ class Mls:
             run_id = run.id
         assert self.balancer.claim(run_id) == run_id
         self.balancer.advance(run_id)
-        assert self.job.claim() == run_id, self._run(run_id).last_error
-        self.job.process(run_id)
+        if photos:
+            assert self.job.claim() == run_id, self._run(run_id).last_error
+            self.job.process(run_id)
         self.runs.append(self._run(run_id))
         return self.runs[-1]
 
@@ -254,6 +255,24 @@ def test_a_missing_photo_file_fails_that_photo_until_it_is_there(file_server):
     assert mls.stored() == mls.expected()
 
 
+def test_a_feed_without_photos_count_counts_the_photos_each_listing_has(tmp_path):
+    with started("sftp", tmp_path) as mls:  # its export carries no PhotosCount column
+        mls.run()
+        has = {l["ListingKey"]: sum(not p["corrupt"] for p in mls.feed.expected_photos(l)) for l in mls.listings}
+        assert _photo_counts(mls) == has and max(has.values()) > 0
+        mls.run(photos=False)  # every listing loaded again: the count the photo job set stays
+        assert _photo_counts(mls) == has
+
+
+def _photo_counts(mls: Mls) -> dict[str, int]:
+    with mls.balancer.sessions() as session:
+        rows = session.execute(select(Listing.listing_key, Listing.photos_count)).all()
+        media = dict(session.execute(select(Listing.listing_key, func.count(Media.id)).join(Media)
+                                     .group_by(Listing.listing_key)).all())
+    assert all(count == media.get(key, 0) for key, count in rows)
+    return dict(rows)
+
+
 def _served(mls: Mls) -> int:
     """How many photos the server has sent, where it counts them (RETS and HTTP)."""
     details = mls.running.details
@@ -271,3 +290,71 @@ def _new_photo_version(listings: list[dict], count: int) -> list[str]:
     for listing in chosen:
         listing.update(PhotoVersion=1, PhotosChangeTimestamp=moved, ModificationTimestamp=moved)
     return [listing["ListingKey"] for listing in chosen]
+
+
+# -- RETS GetObject as real servers send it (the sandbox's quirks) -----------------------------------
+
+def _linked(mls: Mls) -> dict[tuple[str, int], tuple[str | None, str | None]]:
+    """{(listing key, order): (url, caption)} of every media row."""
+    with mls.balancer.sessions() as session:
+        rows = session.execute(select(Listing.listing_key, Media.order, Media.url, Media.caption).join(Media)).all()
+    return {(key, order): (url, caption) for key, order, url, caption in rows}
+
+
+def _every_photo(mls: Mls) -> set[tuple[str, int]]:
+    return {(l["ListingKey"], p["order"]) for l in mls.listings for p in mls.feed.expected_photos(l)}
+
+
+def test_one_rets_session_serves_the_whole_photo_job(rets):
+    controls = rets.running.details["controls"]
+    run = rets.run(photos=False)
+    controls.stats.clear()  # the download's own session is done: count the photo job's alone
+    assert rets.job.claim() == run.id
+    rets.job.process(run.id)
+    assert rets.stored() == rets.expected()
+    assert (controls.stats["Login"], controls.stats["Logout"]) == (1, 1)
+    assert controls.stats["GetObject"] == sum(1 for l in rets.listings) > rets.job.policy.threads
+    assert controls.stats["challenged"] == 1, "only the login's first request meets a 401 (auth = auto)"
+    assert controls.stats["challenged Logout"] == 0
+
+
+@pytest.mark.parametrize("quirk", ["location_bytes", "xml_links"])
+def test_rets_location_replies_link_every_photo_whatever_the_parts_carry(rets, quirk):
+    setattr(rets.running.details["controls"], quirk, True)
+    rets.configure(location=True)
+    run = rets.run()
+    assert (run.photos_linked, run.photos_stored, run.photos_failed) == (len(_every_photo(rets)), 0, 0)
+    assert set(_linked(rets)) == _every_photo(rets) and rets.keys() == set()
+
+
+def test_xml_link_parts_keep_the_photos_linked_before(rets):
+    rets.configure(location=True)
+    rets.run()
+    before = _linked(rets)
+    rets.running.details["controls"].xml_links = True
+    _new_photo_version(rets.listings, count=3)  # fetched again, now answered with XML parts
+    run = rets.run()
+    assert run.photos_removed == 0 and run.photos_failed == 0
+    assert set(_linked(rets)) == set(before) and all(url for url, _ in _linked(rets).values())
+
+
+def test_a_repeated_object_id_stores_no_extra_photo(rets):
+    rets.running.details["controls"].duplicate_object_ids = True
+    run = rets.run()
+    assert rets.stored() == rets.expected() and run.photos_failed == rets.corrupt()
+
+
+def test_captions_come_from_description_headers(rets):
+    controls = rets.running.details["controls"]
+    controls.caption_header, controls.object_data = "Description", True
+    rets.run()
+    captions = {key: caption for key, (_, caption) in _linked(rets).items()}
+    assert captions and all(caption == f"Photo {order} of {key}" for (key, order), caption in captions.items())
+
+
+def test_no_object_replies_labelled_as_images_in_tiny_chunks_are_no_photos(rets):
+    controls = rets.running.details["controls"]
+    controls.error_content_type, controls.error_chunk_size = "image/jpeg", 3
+    run = rets.run()
+    assert any(not l["PhotosCount"] for l in rets.listings), "some listing should have no photos"
+    assert rets.stored() == rets.expected() and run.photos_failed == rets.corrupt()

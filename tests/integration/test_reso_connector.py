@@ -12,8 +12,9 @@ import pytest
 
 from pipeline.connectors import FetchRequest, Payload, connector_for
 from pipeline.errors import FeedNotFound, SourceAuthError, SourceConfigError, SourceUnavailable
-from sandbox.feeds.reso import FEED
+from sandbox.feeds.reso import FEED, QUIRKS
 from sandbox.listings import synthetic_listings
+from tests.support.sandbox import quirks_for
 
 COUNT = 900
 SINCE = dt.datetime(2026, 5, 10, tzinfo=dt.timezone.utc)
@@ -25,10 +26,20 @@ def listings():
 
 
 @pytest.fixture(scope="module")
-def running(listings, tmp_path_factory):
-    root = tmp_path_factory.mktemp("reso-feed")
-    FEED.publish(listings, root)
-    server = FEED.start(root)
+def feed_root(tmp_path_factory):
+    return tmp_path_factory.mktemp("reso-feed")
+
+
+@pytest.fixture
+def quirks(feed_root):
+    with quirks_for(feed_root, "reso", QUIRKS) as setter:
+        yield setter
+
+
+@pytest.fixture(scope="module")
+def running(listings, feed_root):
+    FEED.publish(listings, feed_root)
+    server = FEED.start(feed_root)
     yield server
     server.stop()
 
@@ -154,3 +165,24 @@ def test_a_stopped_server_is_unavailable(fetch, listings, tmp_path):
 def test_a_spec_without_credentials_is_a_config_error(fetch, running):
     with pytest.raises(SourceConfigError, match="token"):
         fetch({"url": running.url})
+
+
+def test_a_whole_pull_is_complete_and_says_how_many_were_announced(fetch, source):
+    payload = fetch(source["download"])
+    assert (payload.incomplete, payload.announced) == (None, COUNT)
+
+
+def test_a_page_without_its_next_link_makes_the_pull_incomplete(fetch, source, quirks):
+    quirks(end_feed_after=250)  # the second page is cut at 50 and carries no nextLink
+    payload = fetch(source["download"])
+    assert len(keys(payload)) == 250 and payload.announced == COUNT
+    assert payload.incomplete.startswith(f"the RESO server announced {COUNT:,} records (@odata.count) and "
+                                         f"sent 250; the last page, ")
+    assert payload.incomplete.endswith("has no @odata.nextLink")
+
+
+def test_without_count_the_next_links_are_all_there_is_to_trust(fetch, source, quirks):
+    quirks(end_feed_after=250)
+    payload = fetch({**source["download"], "count": False})
+    assert "$count" not in payload.files[0].meta["url"]
+    assert len(keys(payload)) == 250 and (payload.incomplete, payload.announced) == (None, None)

@@ -332,3 +332,60 @@ def test_getobject_renews_an_expired_session(session, listings, controls):
 def test_getobject_errors_are_mapped(session):
     with pytest.raises(FeedNotFound, match="20401"):
         list(get_objects(session, "Property", "Video", "1"))
+
+
+# -- real servers' habits (the sandbox's quirks) ---------------------------------------------------
+
+def test_a_pull_meets_one_challenge_and_logs_out_signed(server, tmp_path, controls):
+    fetch(server, tmp_path)
+    assert controls.stats["challenged"] == 1 and controls.stats["challenged Logout"] == 0
+
+
+def test_a_new_login_after_expiry_is_signed_at_once(server, tmp_path, controls):
+    controls.expire_after = 2
+    fetch(server, tmp_path)
+    assert controls.stats["Login"] >= 3 and controls.stats["challenged"] == 1
+
+
+def test_standard_xml_metadata_gives_the_key_field_fields_and_lookups(server, tmp_path, controls):
+    controls.metadata_format = "STANDARD-XML"
+    payload, messages = fetch(server, tmp_path)
+    assert payload.state["key_field"] == "matrix_unique_id" and not any("KeyField" in m for m in messages)
+    with requests.Session() as http:
+        rets = RetsSession(http, RetsSettings.from_spec(spec_of(server)).login)
+        with rets.opened():
+            assert key_field(rets, "Property") == "matrix_unique_id"
+            assert fields(rets, "Property", "RES")["Status"]["LookupName"] == "Status"
+            assert lookup_values(rets, "Property", "Status")["A"] == "Active"
+
+
+def test_every_info_line_of_the_login_is_kept(server, controls):
+    controls.info_lines = 3
+    with requests.Session() as http:
+        rets = RetsSession(http, RetsSettings.from_spec(spec_of(server)).login)
+        with rets.opened():
+            assert rets.info == [f"SANDBOX_INFO_{n};Character;value {n}" for n in (1, 2, 3)]
+
+
+@pytest.mark.parametrize("chunk_size", [1, 3, 4])
+def test_an_error_reply_labelled_as_an_image_in_tiny_chunks_is_the_error(session, controls, listings, chunk_size):
+    controls.error_content_type, controls.error_chunk_size = "image/jpeg", chunk_size
+    with pytest.raises(FeedNotFound, match="20401"):
+        list(get_objects(session, "Property", "Video", "1"))
+    without = next(l for l in listings if not l["PhotosCount"])
+    assert list(get_objects(session, "Property", "Photo", without["ListingKey"])) == []
+
+
+def test_a_whole_pull_is_complete_and_says_how_many_were_announced(server, tmp_path):
+    payload, _ = fetch(server, tmp_path)
+    assert payload.incomplete is None and payload.announced == LISTINGS
+
+
+def test_a_server_answering_no_records_mid_paging_makes_the_pull_incomplete(server, tmp_path, controls):
+    controls.max_rows, controls.end_feed_after = 15, 15  # as recorded: 15 rows, MAXROWS, then 20201
+    payload, messages = fetch(server, tmp_path)
+    assert len(keys(payload)) == 15 and payload.announced == LISTINGS
+    assert payload.incomplete == ("the RETS server announced 230 records (COUNT) and sent 15; "
+                                  "paging ended at Offset=16 with reply 20201 and 0 rows")
+    assert any(m.startswith("incomplete:") for m in messages)
+

@@ -11,8 +11,9 @@ from lxml import etree
 
 from pipeline.connectors import FetchRequest, Payload, connector_for
 from pipeline.errors import FeedNotFound, SourceAuthError, SourceConfigError, SourceUnavailable
-from sandbox.feeds.soap import FEED
+from sandbox.feeds.soap import FEED, QUIRKS
 from sandbox.listings import synthetic_listings
+from tests.support.sandbox import quirks_for
 from tests.support.servers import free_port
 
 COUNT = 1100
@@ -25,10 +26,20 @@ def listings():
 
 
 @pytest.fixture(scope="module")
-def running(listings, tmp_path_factory):
-    root = tmp_path_factory.mktemp("soap-feed")
-    FEED.publish(listings, root)
-    server = FEED.start(root)
+def feed_root(tmp_path_factory):
+    return tmp_path_factory.mktemp("soap-feed")
+
+
+@pytest.fixture
+def quirks(feed_root):
+    with quirks_for(feed_root, "soap", QUIRKS) as setter:
+        yield setter
+
+
+@pytest.fixture(scope="module")
+def running(listings, feed_root):
+    FEED.publish(listings, feed_root)
+    server = FEED.start(feed_root)
     yield server
     server.stop()
 
@@ -191,3 +202,22 @@ def test_a_stopped_server_is_unavailable(fetch, listings, tmp_path):
 def test_an_endpoint_that_refuses_connections_is_unavailable(fetch, source):
     with pytest.raises(SourceUnavailable):
         fetch({**source["download"], "endpoint": f"http://127.0.0.1:{free_port()}/soap"})
+
+
+def test_a_whole_pull_is_complete_and_says_how_many_were_announced(fetch, source):
+    payload = fetch(source["download"])
+    assert (payload.incomplete, payload.announced) == (None, COUNT)
+
+
+def test_pages_that_end_before_the_total_make_the_pull_incomplete(fetch, source, quirks):
+    quirks(end_feed_after=600)  # pages 3 to 5 come short or empty; TotalCount still says all
+    payload = fetch(source["download"])
+    assert len(keys(payload)) == 600 and payload.announced == COUNT
+    assert payload.incomplete == f"the SOAP service announced {COUNT:,} records (TotalCount) and sent 600"
+
+
+def test_without_a_total_path_a_short_page_is_the_end(fetch, source, quirks):
+    quirks(end_feed_after=600)
+    paging = {k: v for k, v in source["download"]["paging"].items() if k != "total_path"}
+    payload = fetch({**source["download"], "paging": paging})
+    assert len(keys(payload)) == 600 and (payload.incomplete, payload.announced) == (None, None)

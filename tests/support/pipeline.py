@@ -1,4 +1,4 @@
-"""A small fake of our own Connector protocol, and helpers to run the balancer in tests."""
+"""A small fake of our own Connector protocol, and helpers to run the balancer (and runs) in tests."""
 
 from __future__ import annotations
 
@@ -9,8 +9,10 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from sqlalchemy import func, select
+
 from core.db import make_engine, session_factory
-from core.models import Source
+from core.models import FeedRun, Listing, Source
 from core.storage import LocalObjectStore
 from pipeline.balancer import Balancer, Policy
 from pipeline.geocode.zipcentroid import ZipCentroidGeocoder
@@ -59,12 +61,12 @@ class FakeConnector:
         return Payload([PayloadFile(path, path.stat().st_size, "ndjson")], state={"fetched": self.calls[request.source_id]})
 
 
-def add_source(session, sid: str, **download) -> None:
+def add_source(session, sid: str, *, max_removed_share: float = 0.1, **download) -> None:
     session.add(Source(
         id=sid, name=sid, timezone="America/New_York", earliest_download=dt.time(0, 0),
         download={"kind": "fake", **download},
         parse={"format": "ndjson", "fields": FIELDS, "values": VALUES, "defaults": {}},
-        images={"strategy": "none"}, state={},
+        images={"strategy": "none"}, state={}, max_removed_share=max_removed_share,
     ))
 
 
@@ -75,3 +77,41 @@ def make_balancer(database_url: str, store_root, connector: FakeConnector, *, wo
                         environ=environ or {}, connectors={"fake": connector})
     return Balancer(sessions, services, policy or Policy(lease_seconds=30, backoff_seconds=60), worker=worker,
                     on_step=on_step)
+
+
+# -- driving runs by hand ------------------------------------------------------------------------
+
+def with_sources(balancer, *ids, **settings):
+    with balancer.sessions() as session:
+        for sid in ids:
+            add_source(session, sid, **settings)
+        session.commit()
+
+
+def new_run(balancer, sid, kind="full", slot=None, started_at=None):
+    """A queued run of ``sid`` (an incremental one starts its window on 2026-11-29).
+
+    ``started_at`` fixes the time the run stamps on what it sees (else the claim's): MariaDB
+    keeps whole seconds, and runs a test makes within one second would all look simultaneous.
+    """
+    with balancer.sessions() as session:
+        run = FeedRun(source_id=sid, business_date=dt.date(2026, 11, 30), kind=kind, started_at=started_at,
+                      slot=slot or f"{kind}-{session.scalar(select(func.count()).select_from(FeedRun))}")
+        if kind == "incremental":
+            run.window_start = dt.datetime(2026, 11, 29, tzinfo=dt.timezone.utc)
+        session.add(run)
+        session.commit()
+        return run.id
+
+
+def run_to_end(balancer, run_id):
+    """Claim the run and advance it to its end; the run as it ended."""
+    assert balancer.claim(run_id) == run_id
+    balancer.advance(run_id)
+    with balancer.sessions() as session:
+        return session.get(FeedRun, run_id)
+
+
+def active_keys(balancer, sid):
+    with balancer.sessions() as session:
+        return set(session.scalars(select(Listing.listing_key).where(Listing.source_id == sid, Listing.removed_at.is_(None))))

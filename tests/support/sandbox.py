@@ -7,6 +7,8 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from decimal import Decimal
 from pathlib import Path
 
@@ -14,6 +16,8 @@ from sqlalchemy import select
 
 from core.models import Listing
 from core.reso import LISTING_FIELDS
+from sandbox.feeds._common import write_quirks
+from sandbox.world import World, start_servers
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -55,3 +59,24 @@ def same(kind: str, published, stored) -> bool:
     if kind == "int":
         return int(published) == int(stored)
     return str(published) == str(stored)
+
+
+@contextmanager
+def running_world(root: Path, **create) -> Iterator[World]:
+    """A sandbox World (``World.create(root, **create)``) with its servers started, stopped after."""
+    world = World.create(root, **create)
+    running, _ = start_servers(world)
+    try:
+        yield world
+    finally:
+        for server in running:
+            server.stop()
+
+
+@contextmanager
+def quirks_for(root: Path, kind: str, known: dict[str, str]) -> Iterator[Callable[..., None]]:
+    """A setter of the ``kind`` feed's quirks under ``root``; the quirks are cleared afterwards."""
+    try:
+        yield lambda **chosen: write_quirks(root, kind, chosen, known)
+    finally:
+        write_quirks(root, kind, {}, known)

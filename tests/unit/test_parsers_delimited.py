@@ -216,7 +216,7 @@ def test_an_empty_file_without_a_header_has_no_records():
 @pytest.mark.parametrize(
     "spec, words",
     [
-        ({"encoding": "klingon"}, "unknown encoding"),
+        ({"encoding": "klingon"}, "not an encoding Python knows"),
         ({"encoding_errors": "shrug"}, "encoding_errors"),
         ({"delimiter": ""}, "delimiter"),
         ({"delimiter": "\n"}, "line break"),

@@ -152,3 +152,11 @@ def test_ua_authorization_matches_a_hand_computed_vector():
         "Digest 2504db4a627a75d30a260047701eed50")
     assert ua_authorization("mlsfeeds/0.1", "ua-secret", "", "", "RETS/1.7.2") == (
         "Digest b1a4ac9d1e64c69de20f1447f9a983dc")
+
+
+def test_repeated_login_lines_are_all_kept_in_order():
+    body = (b'<RETS ReplyCode="0" ReplyText="ok"><RETS-RESPONSE>\nInfo=USERID;Character;joe\n'
+            b"Info=USERLEVEL;Int;3\nSearch=/search\nInfo=MEMBERNAME;Character;Joe Schmoe\n</RETS-RESPONSE></RETS>")
+    reply = parse_reply(body)
+    assert reply.get_all("info") == ["USERID;Character;joe", "USERLEVEL;Int;3", "MEMBERNAME;Character;Joe Schmoe"]
+    assert reply.get("Search") == "/search" and reply.get_all("Nope") == []

@@ -26,9 +26,9 @@ from pipeline.connectors.rets.replies import (
     NO_RECORDS,
     Reply,
     error_for,
+    looks_like_html,
 )
 from pipeline.errors import FeedFormatError
-from pipeline.parsers.xml import pull_events
 
 DEFAULT_DELIMITER = "\t"
 KNOWN = frozenset({"COUNT", "DELIMITER", "COLUMNS", "DATA", "MAXROWS", "RETS-STATUS"})
@@ -90,7 +90,7 @@ class CompactReader:
     """
 
     def __init__(self, stream: IO[bytes], *, where: str = "COMPACT reply", encoding: str | None = None):
-        self._stream, self._where, self._encoding = stream, where, encoding
+        self._stream, self._where, self._encoding = _Head(stream), where, encoding
         self.reply: Reply | None = None
         self.status: Reply | None = None
         self.count: int | None = None
@@ -115,13 +115,19 @@ class CompactReader:
         try:
             yield from self._events()
         except etree.XMLSyntaxError as exc:
-            reason = f"not well-formed XML: {exc.msg}" if self.reply else f"empty reply, or not XML ({exc.msg})"
-            raise FeedFormatError(reason, where=self._where, line=exc.lineno or None) from exc
+            raise FeedFormatError(self._unreadable(exc), where=self._where, line=exc.lineno or None) from exc
         if self.reply is None:
             raise FeedFormatError("empty reply where RETS XML was expected", where=self._where)
 
+    def _unreadable(self, exc: etree.XMLSyntaxError) -> str:
+        if self.reply is not None:
+            return f"not well-formed XML: {exc.msg}"
+        if looks_like_html(self._stream.head):  # a login wall or an error page, not a reply
+            return "the server sent an HTML page where RETS XML was expected"
+        return f"empty reply, or not XML ({exc.msg})"
+
     def _events(self) -> Iterator[Row]:
-        events = pull_events(
+        events = etree.iterparse(
             self._stream, events=("start", "end"), encoding=self._encoding,
             resolve_entities=False, no_network=True, huge_tree=True,
         )
@@ -192,6 +198,21 @@ class CompactReader:
                 where=self._where, line=element.sourceline,
             )
         return values
+
+
+class _Head:
+    """A binary stream that remembers its first bytes, to say what an unreadable reply was."""
+
+    SIZE = 512
+
+    def __init__(self, stream: IO[bytes]):
+        self._stream, self.head = stream, b""
+
+    def read(self, size: int = -1) -> bytes:
+        data = self._stream.read(size)
+        if len(self.head) < self.SIZE:
+            self.head += data[: self.SIZE - len(self.head)]
+        return data
 
 
 def _records_attribute(element: etree._Element, where: str) -> int:

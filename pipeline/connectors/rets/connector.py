@@ -35,6 +35,9 @@ Download spec keys, with their defaults:
 
 Each Search reply is stored unchanged as ``page-0001.xml``, ``page-0002.xml``... (format
 ``rets-compact``), its meta saying the page number, rows, COUNT, MAXROWS and the query or window.
+Fewer rows than the server's COUNT announced (a server that answers 20201 in the middle of
+paging, a window that comes short) make the payload ``incomplete``: a full run then removes
+nothing. A server that sends no COUNT cannot be checked this way.
 An incremental run that finds nothing is ``not_modified``. The state kept for the next run: ``window_end`` (when this run started, UTC: the next incremental
 run's ``since`` can start there), ``paging`` (the mode that worked) and ``key_field``.
 """
@@ -50,7 +53,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import requests
 
-from pipeline.connectors import FetchRequest, Payload, _spec
+from pipeline.connectors import FetchRequest, Payload, _spec, shortfall
 from pipeline.connectors.rets import metadata
 from pipeline.connectors.rets.search import FORMATS, PAGING_MODES, SearchSettings, search
 from pipeline.connectors.rets.session import AUTH_SCHEMES, LoginSettings, RetsSession
@@ -98,7 +101,9 @@ class RetsConnector:
                 http.close()
         state = {"window_end": started.isoformat(), "paging": result.paging, "key_field": search_settings.key_field}
         nothing_new = request.since is not None and not any(f.meta["rows"] for f in result.files)
-        return Payload(files=result.files, state=state, not_modified=nothing_new)
+        incomplete = shortfall(request, "the RETS server", "COUNT", result.announced, result.received, result.ended)
+        return Payload(files=result.files, state=state, not_modified=nothing_new, incomplete=incomplete,
+                       announced=result.announced)
 
 
 def _with_key_field(session: RetsSession, settings: SearchSettings) -> SearchSettings:

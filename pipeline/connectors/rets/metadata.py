@@ -1,9 +1,14 @@
-"""GetMetadata (RETS 1.7.2 section 11) in COMPACT format: resources, classes, fields, lookups.
+"""GetMetadata (RETS 1.7.2 section 11): resources, classes, fields, lookups.
 
 Enough of the metadata to configure a feed: a resource's KeyField, a class's fields (SystemName,
 DataType, Interpretation, LookupName) and a lookup's values (Value -> LongValue), e.g. to write
-a source's ``[values]`` map for a COMPACT (not DECODED) feed. A COMPACT metadata reply holds one
-``<METADATA-xxx>`` element per table with COLUMNS and DATA lines, framed like a search reply.
+a source's ``[values]`` map for a COMPACT (not DECODED) feed.
+
+COMPACT is asked for, and two shapes are read, because many servers send STANDARD-XML whatever
+was asked: COMPACT holds one ``<METADATA-xxx>`` element per table with COLUMNS and DATA lines,
+framed like a search reply; STANDARD-XML wraps the tables in ``<METADATA>`` and gives each row
+as an element (``<Resource>``, ``<Class>``, ``<Field>``, ``<LookupType>``...) with one child
+element per column. Tables nested in rows (a whole system's metadata) are read as tables too.
 """
 
 from __future__ import annotations
@@ -28,14 +33,14 @@ class MetadataTable:
 
 
 def parse_metadata(body: bytes, where: str = "GetMetadata reply") -> list[MetadataTable]:
-    """The METADATA tables of a COMPACT GetMetadata reply (empty for 20503, no metadata)."""
+    """The METADATA tables of a GetMetadata reply, COMPACT or STANDARD-XML (empty for 20503)."""
     reply = check(parse_reply(body, where), where)
     if reply.code == NO_METADATA:
         return []
     root = etree.fromstring(body.strip(), etree.XMLParser(resolve_entities=False, no_network=True, huge_tree=True,
                                                           recover=True))
     delimiter = delimiter_from(_delimiter_value(root), where)
-    return [_table(element, delimiter, where) for element in root if str(element.tag).startswith("METADATA-")]
+    return [_table(element, delimiter, where) for element in root.iter() if _is_table(element)]
 
 
 def get_metadata(session: RetsSession, metadata_type: str, metadata_id: str = "0") -> list[MetadataTable]:
@@ -95,6 +100,9 @@ def key_field_or(session: RetsSession, resource: str, default: str) -> str:
     except (SourceConfigError, FeedNotFound, FeedFormatError) as exc:
         session.progress(f"no KeyField from the RETS metadata ({exc}); using {default}")
         return default
+    if not any(rows):  # a reply we could not make out says nothing about which resources exist
+        session.progress(f"the RETS metadata lists no resources; using KeyField {default}")
+        return default
     return _key_field_of(rows, resource)
 
 
@@ -108,11 +116,15 @@ def _key_field_of(rows: dict[str, dict[str, str]], resource: str) -> str:
     return value
 
 
+def _is_table(element: etree._Element) -> bool:
+    return isinstance(element.tag, str) and element.tag.startswith("METADATA-")
+
+
 def _table(element: etree._Element, delimiter: str, where: str) -> MetadataTable:
     kind = str(element.tag)
     columns_element = element.find("COLUMNS")
     if columns_element is None:
-        return MetadataTable(kind, dict(element.attrib))
+        return MetadataTable(kind, dict(element.attrib), _standard_rows(element))
     framing = Framing.learn(columns_element.text or "", delimiter)
     columns = framing.columns(columns_element.text)
     rows = []
@@ -123,6 +135,17 @@ def _table(element: etree._Element, delimiter: str, where: str) -> MetadataTable
                                   where=where, line=data.sourceline)
         rows.append(dict(zip(columns, values)))
     return MetadataTable(kind, dict(element.attrib), rows)
+
+
+def _standard_rows(table: etree._Element) -> list[dict[str, str]]:
+    """STANDARD-XML rows: each child element that has children is a row, its leaf children the
+    columns (a nested METADATA-xxx table is not a column; it is read as a table of its own)."""
+    rows = []
+    for row in table:
+        columns = [c for c in row if isinstance(c.tag, str) and not _is_table(c) and len(c) == 0]
+        if columns:
+            rows.append({str(c.tag): (c.text or "").strip() for c in columns})
+    return rows
 
 
 def _delimiter_value(root: etree._Element) -> str | None:

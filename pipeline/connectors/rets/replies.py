@@ -72,7 +72,8 @@ class Reply:
     code: int
     text: str
     status: "Reply | None" = None                       # the RETS-STATUS element, if any
-    response: dict[str, str] = field(default_factory=dict)  # RETS-RESPONSE key=value lines
+    response: dict[str, str] = field(default_factory=dict)  # RETS-RESPONSE key=value lines (last of a key)
+    lines: tuple[tuple[str, str], ...] = ()             # every key=value line, repeated keys too
 
     @property
     def ok(self) -> bool:
@@ -82,6 +83,11 @@ class Reply:
         """A RETS-RESPONSE value by name, ignoring case (servers vary: ``GetMetadata``/``getmetadata``)."""
         wanted = key.lower()
         return next((v for k, v in self.response.items() if k.lower() == wanted), default)
+
+    def get_all(self, key: str) -> list[str]:
+        """Every value of a RETS-RESPONSE key, in order (RETS 1.8 logins send many ``Info=`` lines)."""
+        wanted = key.lower()
+        return [v for k, v in self.lines if k.lower() == wanted]
 
 
 def parse_reply(body: bytes, where: str = "RETS reply") -> Reply:
@@ -95,21 +101,28 @@ def parse_reply(body: bytes, where: str = "RETS reply") -> Reply:
         raise FeedFormatError(f"expected a <RETS> reply, got <{root.tag}>", where=where)
     status = root.find("RETS-STATUS")
     response = root.find("RETS-RESPONSE")
+    lines = key_value_lines(response.text or "") if response is not None else []
     return Reply(
         code=_code(root, where),
         text=root.get("ReplyText", "").strip(),
         status=Reply(_code(status, where), status.get("ReplyText", "").strip()) if status is not None else None,
-        response=parse_key_values(response.text or "") if response is not None else {},
+        response=dict(lines),
+        lines=tuple(lines),
     )
 
 
 def parse_key_values(text: str) -> dict[str, str]:
     """The ``key=value`` lines of a RETS-RESPONSE (spaces around ``=`` allowed, blank lines skipped)."""
-    pairs: dict[str, str] = {}
+    return dict(key_value_lines(text))
+
+
+def key_value_lines(text: str) -> list[tuple[str, str]]:
+    """Every ``key=value`` line of a RETS-RESPONSE in order, a key repeated as often as it comes."""
+    pairs = []
     for line in text.splitlines():
         key, sep, value = line.partition("=")
         if sep and key.strip():
-            pairs[key.strip()] = value.strip()
+            pairs.append((key.strip(), value.strip()))
     return pairs
 
 

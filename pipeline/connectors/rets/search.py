@@ -103,6 +103,9 @@ class PageSummary:
 class SearchResult:
     files: list[PayloadFile]
     paging: str
+    announced: int | None = None   # what the server said the search holds (COUNT), when it said
+    received: int = 0              # rows that arrived
+    ended: str = ""                # how paging ended, for the message of a short pull
 
 
 class OffsetRefused(SourceConfigError):
@@ -183,20 +186,18 @@ class _Pager:
     def run(self, since: dt.datetime | None, until: dt.datetime, paging: str) -> SearchResult:
         if paging != "window":
             try:
-                self.by_offset(build_query(self.settings, since))
-                return SearchResult(self.store.files, "offset")
+                return self.by_offset(build_query(self.settings, since))
             except OffsetRefused as refused:
                 if paging == "offset":
                     raise
                 self.progress(f"{refused}; paging by time windows instead")
                 self.store.discard_all()
         start = since if since is not None else self.settings.full_start()
-        self.by_window(start, until + SLACK)
-        return SearchResult(self.store.files, "window")
+        return self.by_window(start, until + SLACK)
 
     # -- offset paging --------------------------------------------------------------------------
 
-    def by_offset(self, query: str) -> None:
+    def by_offset(self, query: str) -> SearchResult:
         offset, received, first = 1, 0, None
         while True:
             summary, path = self._offset_page(query, offset)
@@ -208,7 +209,8 @@ class _Pager:
             received += summary.rows
             self._keep_or_drop(path, summary, {"offset": offset, "query": query}, first_page=offset == 1)
             if not self._more(summary, received, first.count):
-                return
+                ended = f"paging ended at Offset={offset} with reply {summary.reply_code} and {summary.rows} rows"
+                return SearchResult(self.store.files, "offset", first.count, received, ended)
             offset += summary.rows
 
     def _offset_page(self, query: str, offset: int) -> tuple[PageSummary, Path]:
@@ -233,18 +235,23 @@ class _Pager:
 
     # -- window paging --------------------------------------------------------------------------
 
-    def by_window(self, start: dt.datetime, end: dt.datetime) -> None:
+    def by_window(self, start: dt.datetime, end: dt.datetime) -> SearchResult:
+        result = SearchResult(self.store.files, "window", announced=0)
         pending = [(_whole(start), _whole(end))]
         while pending:
             lo, hi = pending.pop()
-            outcome = self._window(lo, hi)
+            outcome = self._window(lo, hi, result)
             if outcome == "split":
                 pending.extend(reversed(self._halves(lo, hi)))
             elif outcome == "again":
                 pending.append((lo, hi))
+        return result
 
-    def _window(self, lo: dt.datetime, hi: dt.datetime) -> str:
-        """Fetch one window if it fits a page: "done", "split" it, or try it "again" (smaller limit)."""
+    def _window(self, lo: dt.datetime, hi: dt.datetime, result: SearchResult) -> str:
+        """Fetch one window if it fits a page: "done", "split" it, or try it "again" (smaller limit).
+
+        A window fetched adds its count (what the server announced for it) and its rows to ``result``.
+        """
         query = combine(self.settings.query, window_clause(self.settings, lo, hi))
         count = self._count(query)
         if count == 0:
@@ -255,6 +262,10 @@ class _Pager:
         summary = self._fetch(self._params(query, count="1"), path)
         if not summary.maxrows:
             self._keep_or_drop(path, summary, {"window": [lo.isoformat(), hi.isoformat()], "query": query})
+            result.announced += count
+            result.received += summary.rows
+            if summary.rows < count:
+                result.ended = f"the window {self.settings.stamp(lo)} to {self.settings.stamp(hi)} came short"
             return "done"
         path.unlink(missing_ok=True)
         if 0 < summary.rows < self.limit:

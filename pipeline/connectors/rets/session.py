@@ -5,12 +5,15 @@ pool) and:
 
 - logs in with HTTP Digest or Basic authentication: ``auth = "auto"`` sends the first login
   request without credentials and answers the server's 401 challenge with the scheme it names
-  (Digest preferred), so a password never travels in Basic to a server that does Digest;
+  (Digest preferred), so a password never travels in Basic to a server that does Digest; the
+  scheme and the Digest challenge are remembered for the session's life, so neither a new login
+  nor any request from any thread (the logout included) meets a 401 again;
 - sends ``User-Agent``, ``RETS-Version`` and, when the source has a user-agent password,
   ``RETS-UA-Authorization`` on every request (see ``ua_authorization``);
 - keeps the server's cookies, among them ``RETS-Session-ID``;
 - reads the capability URLs of the login reply, relative ones resolved against the login URL,
-  and requests the ``Action`` URL when there is one (best effort);
+  keeps its ``Info=`` lines (every one: RETS 1.8 sends one per item) and requests the ``Action``
+  URL when there is one (best effort);
 - when the server has forgotten the session (reply 20701, or HTTP 401 once logged in), logs in
   again and repeats the transaction once (``with_relogin``);
 - logs out at the end, best effort.
@@ -22,6 +25,7 @@ error codes are mapped by :mod:`pipeline.connectors.rets.replies`.
 from __future__ import annotations
 
 import hashlib
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -30,6 +34,7 @@ from urllib.parse import urljoin, urlsplit
 
 import requests
 from requests.auth import AuthBase, HTTPBasicAuth, HTTPDigestAuth
+from requests.utils import parse_dict_header
 
 from pipeline.connectors.rets.replies import Reply, SessionExpired, check, http_error, parse_reply
 from pipeline.errors import FeedFormatError, PipelineError, SourceAuthError, SourceConfigError, SourceUnavailable
@@ -91,7 +96,10 @@ class RetsSession:
         self.capabilities: dict[str, str] = {}
         self.logged_in = False
         self.logins = 0
+        self.info: list[str] = []  # the login reply's Info= lines, in order
         self._scheme = settings.auth
+        self._challenge: str | None = None
+        self._credentials: AuthBase | None = None  # made at the first login, kept for the session's life
 
     # -- login and logout -----------------------------------------------------------------------
 
@@ -112,6 +120,7 @@ class RetsSession:
         response = self._authenticated_login()
         reply = check(parse_reply(response.content, where), where)
         self.capabilities = {"Login": self.settings.url, **capability_urls(reply, self.settings.url)}
+        self.info = reply.get_all("Info")
         self.logged_in = True
         self.logins += 1
         self._visit_action()
@@ -134,13 +143,15 @@ class RetsSession:
             probe = self._send("GET", self.settings.url, None, "Login", auth=None, allow_401=True)
             if probe.status_code != 401:
                 return probe
-            self._scheme = _scheme_of(probe, self.where("Login"))
-        self.http.auth = self._auth(self._scheme)
+            self._scheme, self._challenge = _scheme_of(probe, self.where("Login"))
+        if self._credentials is None:  # made once: a new login keeps the Digest state it learned
+            self._credentials = self._auth(self._scheme)
+        self.http.auth = self._credentials
         return self._send("GET", self.settings.url, None, "Login")
 
     def _auth(self, scheme: str) -> AuthBase:
         if scheme == "digest":
-            return HTTPDigestAuth(self.settings.username, self.settings.password)
+            return SessionDigestAuth(self.settings.username, self.settings.password, self._challenge)
         return HTTPBasicAuth(self.settings.username, self.settings.password)
 
     def _visit_action(self) -> None:
@@ -242,14 +253,46 @@ def transport_errors(where: str) -> Iterator[None]:
         raise SourceUnavailable(f"{where}: {exc.__class__.__name__}: {exc}") from exc
 
 
-def _scheme_of(response: requests.Response, where: str) -> str:
-    challenge = response.headers.get("WWW-Authenticate", "").lower()
+def _scheme_of(response: requests.Response, where: str) -> tuple[str, str | None]:
+    """The scheme a 401 challenges with (Digest preferred), and the Digest challenge itself."""
+    challenge = response.headers.get("WWW-Authenticate", "")
     response.close()
-    if "digest" in challenge:
-        return "digest"
-    if "basic" in challenge:
-        return "basic"
+    if "digest" in challenge.lower():
+        return "digest", challenge
+    if "basic" in challenge.lower():
+        return "basic", None
     raise SourceAuthError(f"{where}: HTTP 401 with no Digest or Basic challenge ({challenge or 'none'})")
+
+
+class SessionDigestAuth(HTTPDigestAuth):
+    """HTTP Digest for one RETS session: one state for every thread, primed from a challenge.
+
+    ``requests`` keeps a Digest nonce per thread, so a request from another thread than the
+    login's (the photo job's logout, its other workers) went out without credentials, met a 401
+    and was sent again. Here the state is the session's, under a lock. Given the challenge of
+    the login probe (``auth = "auto"``), the login itself goes out with credentials at once.
+    """
+
+    def __init__(self, username: str, password: str, challenge: str | None = None):
+        super().__init__(username, password)
+        self._lock = threading.RLock()
+        self._thread_local = _SharedState()  # deliberately not thread-local
+        self.init_per_thread_state()
+        if challenge and challenge.lower().lstrip().startswith("digest"):
+            self._thread_local.chal = parse_dict_header(challenge.lstrip()[len("digest"):].strip())
+            self._thread_local.last_nonce = "-"  # any value but the nonce: the next request signs
+
+    def __call__(self, r):
+        with self._lock:
+            return super().__call__(r)
+
+    def handle_401(self, r, **kwargs):
+        with self._lock:
+            return super().handle_401(r, **kwargs)
+
+
+class _SharedState:
+    """A plain attribute holder standing in for requests' ``threading.local``."""
 
 
 def _reason(response: requests.Response) -> str:
