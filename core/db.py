@@ -38,6 +38,10 @@ def _configure_sqlite(engine: Engine, immediate: bool) -> None:
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute("PRAGMA busy_timeout=30000")
+        # Reads through the OS page cache instead of copying pages in: at a million listings a
+        # search touches pages all over a 1.5 GB file. (Address space only, shared by processes.)
+        cursor.execute("PRAGMA mmap_size=1073741824")
+        cursor.execute("PRAGMA cache_size=-16384")  # 16 MB of SQLite's own cache per connection
         cursor.close()
         _ensure_math_functions(dbapi_connection)
 

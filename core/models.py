@@ -172,11 +172,15 @@ class Listing(Base):
     __table_args__ = (
         UniqueConstraint("source_id", "listing_key"),
         Index(None, "source_id", "standard_status"),
-        Index(None, "city"),
         Index(None, "postal_code"),
+        # City searches, in the two orders a listing page asks for most (see service/search.py).
+        Index(None, "city_key", "list_price", "id"),
+        Index(None, "city_key", "modification_timestamp", "id"),
         # The search orders: (column, id) lets a page stop after its own rows (service/search.py).
-        Index(None, "list_price", "id"),
-        Index(None, "modification_timestamp", "id"),
+        # Entitlement and removal ride along, so a count over a price or time range is read
+        # from the index alone.
+        Index(None, "list_price", "id", "source_id", "removed_at"),
+        Index(None, "modification_timestamp", "id", "source_id", "removed_at"),
         Index(None, "listing_key", "id"),
         # The usual search (status, type, price; entitlement by source) counted from the index alone.
         Index("ix_listings_search_count", "standard_status", "property_type", "list_price", "source_id", "removed_at"),
@@ -201,6 +205,9 @@ class Listing(Base):
     street_name: Mapped[str | None] = mapped_column(String(128))
     unit_number: Mapped[str | None] = mapped_column(String(32))
     city: Mapped[str | None] = mapped_column(String(128))
+    # The city as searches match it (core.reso.city_key): case and spacing folded the same way
+    # on every database, which lower() is not (SQLite's folds ASCII only).
+    city_key: Mapped[str | None] = mapped_column(String(128))
     state_or_province: Mapped[str | None] = mapped_column(String(32))
     postal_code: Mapped[str | None] = mapped_column(String(16))
     county_or_parish: Mapped[str | None] = mapped_column(String(128))

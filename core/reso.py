@@ -1,5 +1,14 @@
 """RESO Data Dictionary vocabulary used across mlsfeeds."""
 
+
+def city_key(city: str | None) -> str | None:
+    """A city as searches match it: whitespace collapsed, case folded (Unicode-aware)."""
+    if city is None:
+        return None
+    key = " ".join(city.split()).casefold()
+    return key or None
+
+
 STANDARD_STATUS = (
     "Active",
     "Active Under Contract",

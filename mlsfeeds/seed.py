@@ -12,7 +12,7 @@ from sqlalchemy import insert, select, tuple_
 from sqlalchemy.orm import Session
 
 from core.models import Listing, Media, Source
-from core.reso import LISTING_FIELDS
+from core.reso import LISTING_FIELDS, city_key
 from core.types import utcnow
 from sandbox.listings import PHOTO_URL_TEMPLATE, synthetic_listings
 
@@ -88,7 +88,7 @@ def _write_batch(session: Session, batch: list[dict], report: SeedReport) -> Non
 
 def _row(record: dict, now: dt.datetime) -> dict:
     row = {column: record.get(name) for name, (column, _) in LISTING_FIELDS.items()}
-    row.update(source_id=record["SourceId"], first_seen=now, last_seen=now, extra={})
+    row.update(source_id=record["SourceId"], first_seen=now, last_seen=now, extra={}, city_key=city_key(row["city"]))
     return row
 
 

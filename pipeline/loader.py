@@ -21,7 +21,7 @@ from sqlalchemy import bindparam, insert, select, text, update
 from sqlalchemy.orm import Session
 
 from core.models import Listing
-from core.reso import LISTING_FIELDS
+from core.reso import LISTING_FIELDS, city_key
 
 BATCH = 2000
 
@@ -90,6 +90,7 @@ def row_values(record: dict[str, Any]) -> dict[str, Any]:
     has_coordinates = values["latitude"] is not None and values["longitude"] is not None
     values["geocode_precision"] = "source" if has_coordinates else None
     values["record_hash"] = record_hash(values)
+    values["city_key"] = city_key(values["city"])  # derived: no part of the hash
     return values
 
 

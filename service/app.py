@@ -52,7 +52,7 @@ class Runtime:
     answers: AnswerCache | None = field(default_factory=AnswerCache)
 
     def call(self, session: Session, caller) -> CallContext:
-        return CallContext(session, caller, self.tokens, self.photo_urls, self.reader, self.counts)
+        return CallContext(session, caller, self.tokens, self.photo_urls, self.reader.session(), self.counts)
 
 
 class MlsfeedsApplication(Application):
@@ -80,6 +80,9 @@ class MlsfeedsApplication(Application):
                 return super().call_wrapper(ctx)
             except ServiceError as exc:
                 raise to_fault(exc) from exc
+            finally:
+                if ctx.udc is not None:
+                    ctx.udc.close()
 
 
 def build_runtime(settings: Settings, engine: Engine, photo_urls: PhotoUrls | None = None,

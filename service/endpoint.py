@@ -134,7 +134,11 @@ class SoapEndpoint:
             message = envelope.read_message(root, self._names, NS, self._understood)
             call.operation = message.operation
             arguments = self._operations[message.operation].decode(message.element)
-            return self._run(runtime.call(session, caller), message.operation, arguments, call)
+            context = runtime.call(session, caller)
+            try:
+                return self._run(context, message.operation, arguments, call)
+            finally:
+                context.close()
 
     def _run(self, context, operation: str, arguments: dict, call: _Call) -> bytes:
         """The operation's encoded answer, from the answer cache when it has it."""

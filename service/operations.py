@@ -19,7 +19,7 @@ from service.auth import Caller
 from service.errors import Forbidden, NotFound, shown
 from service.paging import PageTokens
 from service.photos import PhotoUrls
-from service.reader import Reader
+from service.reader import ReadSession
 from service.cache import CountCache
 from service.search import SearchQuery, answer_key, search
 from service.types import DETAIL_FIELDS, SUMMARY_FIELDS
@@ -34,20 +34,23 @@ class CallContext:
     caller: Caller
     tokens: PageTokens
     photo_urls: PhotoUrls
-    reader: Reader
+    reads: ReadSession  # the hot queries' connection; closed with the call
     counts: CountCache | None = None
     generations: dict = field(default_factory=dict)  # data generation signatures read by this call
 
+    def close(self) -> None:
+        self.reads.close()
+
 
 def search_listings(call: CallContext, **arguments) -> tuple:
-    page = search(call.reader, call.caller, _search_query(**arguments), call.tokens, arguments.get("PageSize"),
+    page = search(call.reads, call.caller, _search_query(**arguments), call.tokens, arguments.get("PageSize"),
                   arguments.get("PageToken"), call.counts, call.generations)
     return page.total, page.next_token, page.rows
 
 
 def search_listings_key(call: CallContext, **arguments) -> str:
     """What a search's answer may be cached under (see service/cache.py)."""
-    return answer_key(call.reader, call.caller, _search_query(**arguments), arguments, call.generations)
+    return answer_key(call.reads, call.caller, _search_query(**arguments), arguments, call.generations)
 
 
 def _search_query(SourceId=None, City=None, PostalCode=None, StandardStatus=None, PropertyType=None,

@@ -13,7 +13,6 @@ item (see service/statements.py), so each length has its own compiled SQL.
 
 from __future__ import annotations
 
-from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -73,22 +72,25 @@ class Reader:
             self._prepared[id(statement)] = entry  # the statement is kept alive with its entry
         return entry[1]
 
-    @contextmanager
-    def connection(self):
-        """A DB-API connection from the engine's pool, returned (and rolled back) afterwards."""
-        raw = self._engine.raw_connection()
-        try:
-            yield _Cursor(raw, self)
-        finally:
-            raw.close()
+    def session(self) -> "ReadSession":
+        return ReadSession(self)
+
+    def checkout(self):
+        return self._engine.raw_connection()
 
 
-class _Cursor:
-    def __init__(self, raw, reader: Reader):
-        self._raw, self._reader = raw, reader
+class ReadSession:
+    """The reads of one call: one DB-API connection, checked out at the first read and returned
+    (rolled back) by ``close``."""
+
+    def __init__(self, reader: Reader):
+        self._reader = reader
+        self._raw = None
 
     def rows(self, statement: Select, values: dict[str, Any]) -> list[tuple]:
         prepared = self._reader.prepare(statement)
+        if self._raw is None:
+            self._raw = self._reader.checkout()
         cursor = self._raw.cursor()
         try:
             cursor.execute(prepared.sql, prepared.parameters(values))
@@ -101,6 +103,17 @@ class _Cursor:
         if len(rows) != 1:
             raise LookupError(f"expected one row, got {len(rows)}")
         return rows[0]
+
+    def close(self) -> None:
+        if self._raw is not None:
+            raw, self._raw = self._raw, None
+            raw.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
 
 def _compile(statement: Select, dialect) -> Prepared:

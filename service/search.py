@@ -18,13 +18,14 @@ import datetime as dt
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 
-from core.reso import STANDARD_STATUS
+from core.reso import STANDARD_STATUS, city_key
 from service.auth import Caller
 from service.cache import CountCache
 from service.errors import Forbidden, InvalidArgument, NotFound, shown
 from service.paging import PageTokens, fingerprint
-from service.reader import Reader
+from service.reader import ReadSession
 from service.statements import (
+    GEO,
     ROW_INDEX,
     SORT_COLUMNS,
     Conditions,
@@ -41,6 +42,10 @@ DEFAULT_PAGE_SIZE = 25
 MAX_PAGE_SIZE = 200
 MAX_RADIUS_MILES = 500.0
 MAX_PRICE = Decimal("999999999999.99")  # what the ListPrice column holds
+# An area (box, radius) holding at least this many matches is paged by walking the sort order:
+# reaching 26 matches then costs about 26 x total / matches rows, where collecting the area and
+# sorting it costs every match (measured at a million listings: 2 ms against 50 ms for 15,000).
+WALK_ABOVE = 3000
 _ID = ROW_INDEX["id"]
 
 
@@ -89,7 +94,7 @@ class SearchPage:
 
 
 def search(
-    reader: Reader,
+    db: ReadSession,
     caller: Caller,
     query: SearchQuery,
     tokens: PageTokens,
@@ -107,10 +112,10 @@ def search(
     query_print = fingerprint(vars(query))
     carried = tokens.payload(page_token, query_print) if page_token else None
     position = _decode_position(query.sort_by, carried["k"]) if carried else None
-    with reader.connection() as db:
-        generation = _generation(db, sources, generations)
-        rows, last = _page(db, conditions, params, query, position, size + 1)
-        count_key, total = _count(db, conditions, params, generation, carried, counts)
+    generation = _generation(db, sources, generations)
+    count_key, total = _count(db, conditions, params, generation, carried, counts)
+    walk = total >= WALK_ABOVE and any(name in GEO for name, _ in conditions)
+    rows, last = _page(db, conditions, params, query, position, size + 1, walk)
     next_token = None
     if len(rows) > size:
         rows, last = rows[:size], last[:size]
@@ -118,7 +123,8 @@ def search(
     return SearchPage(total=total, rows=rows, next_token=next_token)
 
 
-def _page(db, conditions: Conditions, params: dict, query: SearchQuery, position: list | None, limit: int):
+def _page(db, conditions: Conditions, params: dict, query: SearchQuery, position: list | None, limit: int,
+          walk: bool = False):
     """Up to ``limit`` rows after ``position``, and the position of each row.
 
     Two plain keyset phases instead of one NULL-safe sort expression, so that an index on
@@ -131,26 +137,26 @@ def _page(db, conditions: Conditions, params: dict, query: SearchQuery, position
     if phase == 0:
         after = {"after_value": position[1], "after_id": position[2]} if position else {}
         valued = _implied_bound_dropped(conditions, query) if position else conditions
-        shape = PageShape(valued, query.sort_by, query.descending, nulls=False, after=bool(position))
+        shape = PageShape(valued, query.sort_by, query.descending, nulls=False, after=bool(position), walk=walk)
         rows = db.rows(page_statement(shape), {**params, **after, "limit": limit})
     positions = [[0, _jsonable(r[index]), r[_ID]] for r in rows]
     if len(rows) < limit and query.sort_by != "ListingKey":  # listing keys are never NULL
         after_id = position[2] if position and phase == 1 else None
-        shape = PageShape(conditions, query.sort_by, query.descending, nulls=True, after=after_id is not None)
+        shape = PageShape(conditions, query.sort_by, query.descending, nulls=True, after=after_id is not None,
+                          walk=walk)
         nulls = db.rows(page_statement(shape), {**params, "after_id": after_id, "limit": limit - len(rows)})
         rows += nulls
         positions += [[1, None, r[_ID]] for r in nulls]
     return rows, positions
 
 
-def answer_key(reader: Reader, caller: Caller, query: SearchQuery, arguments: dict,
+def answer_key(db: ReadSession, caller: Caller, query: SearchQuery, arguments: dict,
                generations: dict | None = None) -> str:
     """The cache key of a search's whole answer: its arguments, the sources it covers and their
     data generation signature, read now, before any listing is."""
     query.validate()
     sources = _entitlement(caller, query.source_ids)
-    with reader.connection() as db:
-        generation = _generation(db, sources, generations)
+    generation = _generation(db, sources, generations)
     return fingerprint({"a": arguments, "s": sources, "g": generation})
 
 
@@ -208,7 +214,7 @@ def _conditions(q: SearchQuery, sources: tuple[str, ...] | None) -> tuple[Condit
         if values is not None:
             conditions[name] = len(values)
             params.update(list_parameters(name, values))
-    single = {"city": q.city.strip().lower() if q.city and q.city.strip() else None,
+    single = {"city": city_key(q.city),
               "postal_code": q.postal_code.strip() if q.postal_code and q.postal_code.strip() else None,
               "min_price": q.min_price, "max_price": q.max_price, "min_bedrooms": q.min_bedrooms,
               "min_bathrooms": q.min_bathrooms, "modified_since": q.modified_since}

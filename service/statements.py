@@ -43,10 +43,17 @@ def list_parameters(name: str, values) -> dict:
     return {f"{name}_{n}": value for n, value in enumerate(values)}
 
 
-# Each condition: its SQL, given the length of its list (lists only) -> the clauses it adds.
+def _geo(column, walk: bool):
+    """A coordinate column, or (``walk``) the same value hidden from the indexes, so that the
+    database walks the sort order instead of the coordinates (see PageShape.walk)."""
+    return column + 0 if walk else column
+
+
+# Each condition: its SQL, given the length of its list (lists only) and whether the page walks
+# the sort order -> the clauses it adds.
 _CONDITIONS = {
     "sources": lambda n: [_in(Listing.source_id, "sources", n)],
-    "city": lambda n: [func.lower(Listing.city) == _param("city")],
+    "city": lambda n: [Listing.city_key == _param("city")],
     "postal_code": lambda n: [Listing.postal_code == _param("postal_code")],
     "statuses": lambda n: [_in(Listing.standard_status, "statuses", n)],
     "property_types": lambda n: [_in(Listing.property_type, "property_types", n)],
@@ -54,28 +61,32 @@ _CONDITIONS = {
     "max_price": lambda n: [Listing.list_price <= _param("max_price", Listing.list_price)],
     "min_bedrooms": lambda n: [Listing.bedrooms_total >= _param("min_bedrooms")],
     "min_bathrooms": lambda n: [Listing.bathrooms_total_integer >= _param("min_bathrooms")],
-    "box": lambda n: [Listing.latitude.between(_param("south"), _param("north")),
-                    Listing.longitude.between(_param("west"), _param("east"))],
+    "box": lambda n, walk=False: [_geo(Listing.latitude, walk).between(_param("south"), _param("north")),
+                                  _geo(Listing.longitude, walk).between(_param("west"), _param("east"))],
     # A box across the antimeridian: west is east of east.
-    "box_wrapped": lambda n: [Listing.latitude.between(_param("south"), _param("north")),
-                            or_(Listing.longitude >= _param("west"), Listing.longitude <= _param("east"))],
-    "radius": lambda n: _radius(with_longitude=True),
-    "radius_polar": lambda n: _radius(with_longitude=False),
+    "box_wrapped": lambda n, walk=False: [
+        _geo(Listing.latitude, walk).between(_param("south"), _param("north")),
+        or_(_geo(Listing.longitude, walk) >= _param("west"), _geo(Listing.longitude, walk) <= _param("east"))],
+    "radius": lambda n, walk=False: _radius(with_longitude=True, walk=walk),
+    "radius_polar": lambda n, walk=False: _radius(with_longitude=False, walk=walk),
     "modified_since": lambda n: [Listing.modification_timestamp >= _param("modified_since",
                                                                        Listing.modification_timestamp)],
 }
 
 
-def _radius(with_longitude: bool) -> list[ColumnElement]:
+GEO = frozenset({"box", "box_wrapped", "radius", "radius_polar"})
+
+
+def _radius(with_longitude: bool, walk: bool = False) -> list[ColumnElement]:
     """Great-circle (haversine) distance, after a bounding-box pre-filter the indexes can use."""
     lat2, lon2 = func.radians(Listing.latitude), func.radians(Listing.longitude)
     half_dlat, half_dlon = (lat2 - _param("lat_rad")) / 2, (lon2 - _param("lon_rad")) / 2
     a = func.sin(half_dlat) * func.sin(half_dlat) + _param("cos_lat") * func.cos(lat2) * func.sin(
         half_dlon) * func.sin(half_dlon)
     distance = 2 * EARTH_RADIUS_MILES * func.asin(func.sqrt(a))
-    prefilter = [Listing.latitude.between(_param("lat_low"), _param("lat_high"))]
+    prefilter = [_geo(Listing.latitude, walk).between(_param("lat_low"), _param("lat_high"))]
     if with_longitude:
-        prefilter.append(Listing.longitude.between(_param("lon_low"), _param("lon_high")))
+        prefilter.append(_geo(Listing.longitude, walk).between(_param("lon_low"), _param("lon_high")))
     return prefilter + [distance <= _param("miles")]
 
 
@@ -104,12 +115,16 @@ class PageShape:
     descending: bool
     nulls: bool  # the second phase: listings without the sort value, by id
     after: bool  # continues after a position (the token's)
+    # Walk the sort order, testing the coordinates row by row, rather than collect every listing
+    # in the area and sort them: the better plan when the area holds many listings, which the
+    # search knows from its exact count and the planner cannot tell from its statistics.
+    walk: bool = False
 
 
-def where(conditions: Conditions) -> list[ColumnElement]:
+def where(conditions: Conditions, walk: bool = False) -> list[ColumnElement]:
     clauses = [Listing.removed_at.is_(None)]
     for name, count in conditions:
-        clauses += _CONDITIONS[name](count)
+        clauses += _CONDITIONS[name](count, walk) if name in GEO else _CONDITIONS[name](count)
     return clauses
 
 
@@ -123,7 +138,7 @@ def page_statement(shape: PageShape) -> Select:
     """Rows of one keyset phase, after the position (``after_value``, ``after_id``) if any,
     at most ``limit``."""
     column = SORT_COLUMNS[shape.sort_by]
-    stmt = select(*ROW_COLUMNS).where(*where(shape.conditions))
+    stmt = select(*ROW_COLUMNS).where(*where(shape.conditions, shape.walk))
     if shape.nulls:
         stmt = stmt.where(column.is_(None))
         if shape.after:
