@@ -2,7 +2,7 @@ from collections import Counter
 
 import pytest
 
-from sandbox.listings import synthetic_listings
+from sandbox.listings import BUILDING_ONLY, FIELDS, photo_urls, synthetic_listings, synthetic_rows
 from tests.support.seed_digest import generator_digest
 
 
@@ -41,3 +41,13 @@ GOLDEN_RECORDS = {
 @pytest.mark.parametrize("count, sources, seed", list(GOLDEN_RECORDS), ids=lambda v: str(v))
 def test_a_seed_gives_the_records_it_always_gave(count, sources, seed):
     assert generator_digest(synthetic_listings(count, list(sources), seed)) == GOLDEN_RECORDS[count, sources, seed]
+
+
+def test_rows_hold_the_records_values_in_field_order():
+    records = list(synthetic_listings(500, ["a", "b"], 9))
+    rows = list(synthetic_rows(500, ["a", "b"], 9))
+    for record, row in zip(records, rows, strict=True):
+        values = dict(zip(FIELDS, row))
+        assert {k: v for k, v in values.items() if k in record} == {k: v for k, v in record.items() if k != "Media"}
+        assert set(values) - set(record) <= set(BUILDING_ONLY)
+        assert [m["MediaURL"] for m in record["Media"]] == photo_urls(record)
