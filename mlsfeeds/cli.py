@@ -120,16 +120,13 @@ def _add_sandbox(commands) -> None:
 
 
 def _sandbox_seed(args, settings: Settings) -> int:
-    from mlsfeeds.seed import print_progress, seed
+    from mlsfeeds.seed import progress_printer, seed
 
     with _session(settings) as session:
-        report = seed(session, args.listings, args.sources, args.seed, progress=print_progress)
+        report = seed(session, args.listings, args.sources, args.seed, progress=progress_printer())
     if report.created_sources:
         print(f"created sources: {', '.join(report.created_sources)}")
-    print(
-        f"inserted {report.inserted:,} listings ({report.media:,} photos by URL template); "
-        f"{report.skipped:,} were already there"
-    )
+    print(report.summary())
     return 0
 
 
