@@ -96,7 +96,9 @@ def _add_sandbox(commands) -> None:
     sandbox = commands.add_parser("sandbox", help="the simulated outside world").add_subparsers(
         title="sandbox commands"
     )
-    seed = sandbox.add_parser("seed", help="write synthetic listings straight into the database")
+    seed = sandbox.add_parser(
+        "seed", help="write synthetic listings straight into the database (in bulk when the sources have none yet)"
+    )
     seed.add_argument("--listings", type=_positive, required=True, metavar="N")
     seed.add_argument("--sources", type=_id_list, default=["sandbox"], metavar="A,B,C",
                       help="source ids (created if missing); default: sandbox")

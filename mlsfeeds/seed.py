@@ -2,7 +2,8 @@
 
 Two paths, one data set: when no listing of the seeded sources is there yet, the bulk path
 (``mlsfeeds.bulk``) writes them at the database's bulk-insert speed; otherwise batches of
-``BATCH`` skip the listings already present. Either way a seed gives the same rows.
+``BATCH`` skip the listings already present. Either way a seed gives the same rows. The bulk
+path drops the search indexes while it writes: seed before serving, not under live traffic.
 """
 
 from __future__ import annotations
