@@ -1,12 +1,14 @@
 #!/bin/sh
 # Installs the foreign SOAP clients the contract tests drive (tests/contract): PHP's SoapClient
-# (php8.2-cli, php8.2-soap) and Java JAX-WS (jaxws: wsimport and the runtime jars). jaxws depends
-# on a JRE only, so default-jdk-headless is added when javac is missing.
+# (php8.2-cli, php8.2-soap), Java JAX-WS (jaxws: wsimport and the runtime jars) and Mono for
+# .NET-style clients (mono-devel: the wsdl proxy generator, mcs and mono; it pulls in
+# System.Web.Services). jaxws depends on a JRE only, so default-jdk-headless is added when javac
+# is missing.
 # Idempotent: installs only what is missing. Never fails the build: without these packages the
-# php/java tests skip and say why, so a failed apt-get is a warning, not an error.
+# php/java/mono tests skip and say why, so a failed apt-get is a warning, not an error.
 set -u
 
-PACKAGES="php8.2-cli php8.2-soap jaxws"
+PACKAGES="php8.2-cli php8.2-soap jaxws mono-devel"
 
 warn() { echo "install-clients: WARNING: $*" >&2; }
 
@@ -25,7 +27,7 @@ if [ -z "$missing" ]; then
 fi
 
 if ! command -v apt-get >/dev/null 2>&1; then
-    warn "apt-get not found; cannot install:$missing (the php/java contract tests will skip)"
+    warn "apt-get not found; cannot install:$missing (the php/java/mono contract tests will skip)"
     exit 0
 fi
 SUDO=""
@@ -33,7 +35,7 @@ if [ "$(id -u)" -ne 0 ]; then
     if command -v sudo >/dev/null 2>&1; then
         SUDO="sudo -n"
     else
-        warn "not root and no sudo; cannot install:$missing (the php/java contract tests will skip)"
+        warn "not root and no sudo; cannot install:$missing (the php/java/mono contract tests will skip)"
         exit 0
     fi
 fi
@@ -45,7 +47,7 @@ if ! $SUDO apt-get update -qq; then
 fi
 # shellcheck disable=SC2086  # $missing is a word list on purpose
 if ! $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $missing >/dev/null; then
-    warn "apt-get install failed for:$missing (the php/java contract tests will skip)"
+    warn "apt-get install failed for:$missing (the php/java/mono contract tests will skip)"
     exit 0
 fi
 echo "install-clients: installed:$missing"

@@ -96,7 +96,9 @@ def _add_sandbox(commands) -> None:
     sandbox = commands.add_parser("sandbox", help="the simulated outside world").add_subparsers(
         title="sandbox commands"
     )
-    seed = sandbox.add_parser("seed", help="write synthetic listings straight into the database")
+    seed = sandbox.add_parser(
+        "seed", help="write synthetic listings straight into the database (in bulk when the sources have none yet)"
+    )
     seed.add_argument("--listings", type=_positive, required=True, metavar="N")
     seed.add_argument("--sources", type=_id_list, default=["sandbox"], metavar="A,B,C",
                       help="source ids (created if missing); default: sandbox")
@@ -126,16 +128,13 @@ def _add_sandbox(commands) -> None:
 
 
 def _sandbox_seed(args, settings: Settings) -> int:
-    from mlsfeeds.seed import print_progress, seed
+    from mlsfeeds.seed import progress_printer, seed
 
     with _session(settings) as session:
-        report = seed(session, args.listings, args.sources, args.seed, progress=print_progress)
+        report = seed(session, args.listings, args.sources, args.seed, progress=progress_printer())
     if report.created_sources:
         print(f"created sources: {', '.join(report.created_sources)}")
-    print(
-        f"inserted {report.inserted:,} listings ({report.media:,} photos by URL template); "
-        f"{report.skipped:,} were already there"
-    )
+    print(report.summary())
     return 0
 
 

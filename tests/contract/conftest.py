@@ -27,8 +27,9 @@ def deployment(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("contract")
     with fresh_database("sqlite", tmp) as url, ExitStack() as stack:
         prepare_database(url)
-        base = stack.enter_context(soap_service(service_env(url, PUBLIC_URL), log_path=tmp / "gunicorn.log"))
-        yield Deployment(base, url, PUBLIC_URL)
+        log_path = tmp / "gunicorn.log"
+        base = stack.enter_context(soap_service(service_env(url, PUBLIC_URL), log_path=log_path))
+        yield Deployment(base, url, PUBLIC_URL, log_path)
 
 
 @pytest.fixture(scope="session")

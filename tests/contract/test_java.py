@@ -14,14 +14,13 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
-from collections import defaultdict
 from pathlib import Path
 
 import pytest
 from sqlalchemy import select
 
 from core.models import Listing
+from tests.support.clients import EXPECTED_FAULTS, SOAP_ENV, run_tool, tab_lines
 from tests.support.soap import CONSUMER
 
 SOURCE = Path(__file__).parent / "java" / "Client.java"
@@ -31,16 +30,6 @@ JAR_DIRS = [Path("/usr/share/java"), Path("/usr/share/jaxws/lib")]
 # the API jars are listed too so that javac sees javax.xml.ws, javax.jws and javax.xml.bind.
 JARS = ["jaxws-rt.jar", "jaxws-api.jar", "jaxb-api.jar", "jws-api.jar", "javax.xml.soap-api.jar"]
 
-EXPECTED_FAULTS = {
-    "Forbidden.GetListing": "Forbidden",
-    "Forbidden.GetFeedStatus": "Forbidden",
-    "Forbidden.SearchListings": "Forbidden",
-    "NotFound.GetListing": "NotFound",
-    "NotFound.GetListingImages": "NotFound",
-    "InvalidArgument.SearchListings": "InvalidArgument",
-    "AuthenticationFailed.GetFeedStatus": "AuthenticationFailed",
-}
-SOAP_ENV = "http://schemas.xmlsoap.org/soap/envelope/"
 
 
 def jaxws_classpath() -> tuple[str | None, str | None]:
@@ -63,15 +52,6 @@ CLASSPATH, JAVA_MISSING = jaxws_classpath()
 pytestmark = [pytest.mark.java, pytest.mark.skipif(JAVA_MISSING is not None, reason=str(JAVA_MISSING))]
 
 
-def run(command: list[str], cwd: Path, what: str, timeout: float = 120) -> subprocess.CompletedProcess:
-    done = subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=timeout)
-    assert done.returncode == 0, (
-        f"{what} failed ({done.returncode}): {' '.join(command)[:500]}\n"
-        f"stdout:\n{done.stdout[-4000:]}\nstderr:\n{done.stderr[-4000:]}"
-    )
-    return done
-
-
 @pytest.fixture(scope="module")
 def java_build(deployment, tmp_path_factory):
     """wsimport and javac: the directory of compiled classes, the classpath, wsimport's output."""
@@ -80,12 +60,12 @@ def java_build(deployment, tmp_path_factory):
     src, classes = work / "src", work / "classes"
     src.mkdir()
     classes.mkdir()
-    wsimport = run(
+    wsimport = run_tool(
         ["wsimport", "-Xnocompile", "-keep", "-s", str(src), "-d", str(src), "-p", PACKAGE, deployment.wsdl_url],
         work, "wsimport",
     )
     sources = sorted(str(p) for p in src.rglob("*.java")) + [str(SOURCE)]
-    run(["javac", "-nowarn", "-encoding", "UTF-8", "-d", str(classes), "-cp", classpath, *sources], work, "javac")
+    run_tool(["javac", "-nowarn", "-encoding", "UTF-8", "-d", str(classes), "-cp", classpath, *sources], work, "javac")
     return classes, classpath, wsimport.stdout + wsimport.stderr
 
 
@@ -93,17 +73,12 @@ def java_build(deployment, tmp_path_factory):
 def java_run(java_build, deployment, endpoint, forbidden_key):
     """The client's output lines, grouped by their first field."""
     classes, classpath, _ = java_build
-    done = run(
+    done = run_tool(
         ["java", "-cp", os.pathsep.join([str(classes), classpath]), "Client",
          deployment.wsdl_url, endpoint, *CONSUMER, forbidden_key],
         classes, "the Java client",
     )
-    lines = defaultdict(list)
-    for line in done.stdout.splitlines():
-        kind, *fields = line.split("\t")
-        lines[kind].append(fields)
-    lines["stderr"] = done.stderr
-    return lines
+    return tab_lines(done)
 
 
 def test_wsimport_accepts_the_wsdl_without_warnings(java_build):

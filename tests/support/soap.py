@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 from dataclasses import dataclass
+from pathlib import Path
 
 import requests
 import zeep
@@ -25,6 +26,7 @@ class Deployment:
     base_url: str
     database_url: str
     public_url: str
+    log_path: Path | None = None  # gunicorn's output, access lines included
 
     @property
     def wsdl_url(self) -> str:
