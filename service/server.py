@@ -395,10 +395,12 @@ class BufferingWorker(base.Worker):
             raise HttpError(413, f"the request body is larger than {self.limits.body} bytes")
         conn.deadline = time.monotonic() + self.body_timeout
         conn.body = ChunkedBody(self.limits.body) if head.chunked else bytearray()
-        if self._has_body(head):
-            early = self._precheck(conn)
+        if self._has_body(head) and hasattr(self.wsgi, "precheck"):
+            environ = self._environ(conn, b"")
+            environ["CONTENT_LENGTH"] = str(head.content_length or "")
+            early = self._precheck(conn, environ)
             if early is not None:
-                self._respond(conn, *early, close=True)
+                self._respond(conn, *early, close=True, environ=environ, started=conn.started)
                 return False
             if head.expect_continue:
                 conn.sock.send(b"HTTP/1.1 100 Continue\r\n\r\n")
@@ -420,12 +422,10 @@ class BufferingWorker(base.Worker):
         del conn.buffer[:need]
         return True
 
-    def _precheck(self, conn: Connection):
+    def _precheck(self, conn: Connection, environ: dict):
         hook = getattr(self.wsgi, "precheck", None)
         if hook is None:
             return None
-        environ = self._environ(conn, b"")
-        environ["CONTENT_LENGTH"] = str(conn.head.content_length or "")
         try:
             return _call_app(hook, environ)
         except Exception:
