@@ -19,6 +19,10 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 
 def make_engine(url: str, *, immediate: bool = False, echo: bool = False) -> Engine:
     parsed = make_url(url)
+    if parsed.get_backend_name() == "postgresql":
+        # No JIT: it compiles for 100 ms and more whenever a plan looks costly (a count over a
+        # few hundred thousand rows), longer than such a query runs without it.
+        return create_engine(url, echo=echo, pool_pre_ping=True, connect_args={"options": "-c jit=off"})
     if parsed.get_backend_name() != "sqlite":
         return create_engine(url, echo=echo, pool_pre_ping=True)
     if parsed.database and parsed.database != ":memory:":

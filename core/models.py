@@ -184,7 +184,10 @@ class Listing(Base):
         Index(None, "listing_key", "id"),
         # The usual search (status, type, price; entitlement by source) counted from the index alone.
         Index("ix_listings_search_count", "standard_status", "property_type", "list_price", "source_id", "removed_at"),
-        Index(None, "latitude", "longitude"),
+        # Areas (boxes, radii): the coordinates, the sort values and what every search tests,
+        # so a page is chosen from the index alone and only its own rows are read.
+        Index("ix_listings_area", "latitude", "longitude", "list_price", "modification_timestamp", "id",
+              "source_id", "removed_at"),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)

@@ -13,6 +13,7 @@ item (see service/statements.py), so each length has its own compiled SQL.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -57,6 +58,14 @@ class Prepared:
         return processed
 
 
+ESTIMATE_SECONDS = 60.0
+_ESTIMATES = {
+    # What ANALYZE last counted: the first figure of any index's statistics is the row count.
+    "sqlite": "SELECT CAST(stat AS INTEGER) FROM sqlite_stat1 WHERE tbl = 'listings' LIMIT 1",
+    "postgresql": "SELECT reltuples::bigint FROM pg_class WHERE oid = 'listings'::regclass",
+}
+
+
 class Reader:
     """Runs Select statements for one engine; ``prepare`` results are cached per statement."""
 
@@ -64,6 +73,7 @@ class Reader:
         self._engine = engine
         self._dialect = engine.dialect
         self._prepared: dict[int, tuple[Select, Prepared]] = {}
+        self._estimate = (0.0, 0)  # (when, listings)
 
     def prepare(self, statement: Select) -> Prepared:
         entry = self._prepared.get(id(statement))
@@ -72,11 +82,44 @@ class Reader:
             self._prepared[id(statement)] = entry  # the statement is kept alive with its entry
         return entry[1]
 
+    @property
+    def dialect(self) -> str:
+        return self._dialect.name
+
     def session(self) -> "ReadSession":
         return ReadSession(self)
 
     def checkout(self):
-        return self._engine.raw_connection()
+        """A pooled connection whose reads share one snapshot until it goes back."""
+        raw = self._engine.raw_connection()
+        if self._dialect.name == "sqlite":
+            raw.driver_connection.execute("BEGIN")  # deferred: the snapshot starts at the first read
+        elif self._dialect.name == "postgresql":
+            from psycopg import IsolationLevel
+
+            raw.driver_connection.isolation_level = IsolationLevel.REPEATABLE_READ
+        return raw
+
+    def estimated_listings(self, raw) -> int:
+        """About how many listings there are, from the planner's statistics (refreshed once a
+        minute; 0 when there are none)."""
+        when, count = self._estimate
+        if time.monotonic() - when < ESTIMATE_SECONDS:
+            return count
+        sql = _ESTIMATES.get(self._dialect.name)
+        count = 0
+        if sql is not None:
+            cursor = raw.cursor()
+            try:
+                cursor.execute(sql)
+                found = cursor.fetchone()
+                count = max(int(found[0]), 0) if found and found[0] is not None else 0
+            except Exception:  # no statistics yet (a new database): plan as if small
+                count = 0
+            finally:
+                cursor.close()
+        self._estimate = (time.monotonic(), count)
+        return count
 
 
 class ReadSession:
@@ -103,6 +146,16 @@ class ReadSession:
         if len(rows) != 1:
             raise LookupError(f"expected one row, got {len(rows)}")
         return rows[0]
+
+    @property
+    def plans_by_count(self) -> bool:
+        """Whether searches should choose their plan from their exact count (see search.py)."""
+        return self._reader.dialect == "sqlite"
+
+    def estimated_listings(self) -> int:
+        if self._raw is None:
+            self._raw = self._reader.checkout()
+        return self._reader.estimated_listings(self._raw)
 
     def close(self) -> None:
         if self._raw is not None:

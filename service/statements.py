@@ -13,7 +13,7 @@ import math
 from dataclasses import dataclass
 from functools import lru_cache
 
-from sqlalchemy import ColumnElement, Select, and_, bindparam, func, or_, select
+from sqlalchemy import ColumnElement, Select, String, Text, and_, bindparam, func, literal_column, or_, select
 
 from core.models import Listing, Source
 from service.types import SUMMARY_FIELDS
@@ -43,50 +43,58 @@ def list_parameters(name: str, values) -> dict:
     return {f"{name}_{n}": value for n, value in enumerate(values)}
 
 
-def _geo(column, walk: bool):
-    """A coordinate column, or (``walk``) the same value hidden from the indexes, so that the
-    database walks the sort order instead of the coordinates (see PageShape.walk)."""
-    return column + 0 if walk else column
+def _shown(column):
+    return column
 
 
-# Each condition: its SQL, given the length of its list (lists only) and whether the page walks
-# the sort order -> the clauses it adds.
+def _opaque(column):
+    """The same value, hidden from the indexes: ``x + 0``, ``x || ''``. A walking page (see
+    PageShape.walk) writes the filters this way, so the database must walk the sort order."""
+    if isinstance(column.type, (String, Text)):
+        return column.op("||")(literal_column("''"))
+    return column + literal_column("0")
+
+
+# Each condition: its SQL, given the length of its list (lists only) and how to write a column
+# (shown, or opaque to the indexes) -> the clauses it adds.
 _CONDITIONS = {
-    "sources": lambda n: [_in(Listing.source_id, "sources", n)],
-    "city": lambda n: [Listing.city_key == _param("city")],
-    "postal_code": lambda n: [Listing.postal_code == _param("postal_code")],
-    "statuses": lambda n: [_in(Listing.standard_status, "statuses", n)],
-    "property_types": lambda n: [_in(Listing.property_type, "property_types", n)],
-    "min_price": lambda n: [Listing.list_price >= _param("min_price", Listing.list_price)],
-    "max_price": lambda n: [Listing.list_price <= _param("max_price", Listing.list_price)],
-    "min_bedrooms": lambda n: [Listing.bedrooms_total >= _param("min_bedrooms")],
-    "min_bathrooms": lambda n: [Listing.bathrooms_total_integer >= _param("min_bathrooms")],
-    "box": lambda n, walk=False: [_geo(Listing.latitude, walk).between(_param("south"), _param("north")),
-                                  _geo(Listing.longitude, walk).between(_param("west"), _param("east"))],
+    "sources": lambda n, c: [_in(c(Listing.source_id), "sources", n)],
+    "city": lambda n, c: [c(Listing.city_key) == _param("city")],
+    "postal_code": lambda n, c: [c(Listing.postal_code) == _param("postal_code")],
+    "statuses": lambda n, c: [_in(c(Listing.standard_status), "statuses", n)],
+    "property_types": lambda n, c: [_in(c(Listing.property_type), "property_types", n)],
+    "min_price": lambda n, c: [c(Listing.list_price) >= _param("min_price", Listing.list_price)],
+    "max_price": lambda n, c: [c(Listing.list_price) <= _param("max_price", Listing.list_price)],
+    "min_bedrooms": lambda n, c: [Listing.bedrooms_total >= _param("min_bedrooms")],
+    "min_bathrooms": lambda n, c: [Listing.bathrooms_total_integer >= _param("min_bathrooms")],
+    "box": lambda n, c: [c(Listing.latitude).between(_param("south"), _param("north")),
+                         c(Listing.longitude).between(_param("west"), _param("east"))],
     # A box across the antimeridian: west is east of east.
-    "box_wrapped": lambda n, walk=False: [
-        _geo(Listing.latitude, walk).between(_param("south"), _param("north")),
-        or_(_geo(Listing.longitude, walk) >= _param("west"), _geo(Listing.longitude, walk) <= _param("east"))],
-    "radius": lambda n, walk=False: _radius(with_longitude=True, walk=walk),
-    "radius_polar": lambda n, walk=False: _radius(with_longitude=False, walk=walk),
-    "modified_since": lambda n: [Listing.modification_timestamp >= _param("modified_since",
-                                                                       Listing.modification_timestamp)],
+    "box_wrapped": lambda n, c: [c(Listing.latitude).between(_param("south"), _param("north")),
+                                 or_(c(Listing.longitude) >= _param("west"), c(Listing.longitude) <= _param("east"))],
+    "radius": lambda n, c: _radius(True, c),
+    "radius_polar": lambda n, c: _radius(False, c),
+    # Never hidden: an index on the time serves it whatever the order.
+    "modified_since": lambda n, c: [Listing.modification_timestamp >= _param("modified_since",
+                                                                         Listing.modification_timestamp)],
 }
-
-
+# What a walking page leaves visible to the indexes: the bounds of the sort column itself, and
+# the city, whose indexes lead to the two sort orders (city_key, list_price | time, id).
+_SERVED_WITH = {"ListPrice": {"min_price", "max_price", "city"}, "ModificationTimestamp": {"city"},
+                "ListingKey": set()}
 GEO = frozenset({"box", "box_wrapped", "radius", "radius_polar"})
 
 
-def _radius(with_longitude: bool, walk: bool = False) -> list[ColumnElement]:
+def _radius(with_longitude: bool, c) -> list[ColumnElement]:
     """Great-circle (haversine) distance, after a bounding-box pre-filter the indexes can use."""
     lat2, lon2 = func.radians(Listing.latitude), func.radians(Listing.longitude)
     half_dlat, half_dlon = (lat2 - _param("lat_rad")) / 2, (lon2 - _param("lon_rad")) / 2
     a = func.sin(half_dlat) * func.sin(half_dlat) + _param("cos_lat") * func.cos(lat2) * func.sin(
         half_dlon) * func.sin(half_dlon)
     distance = 2 * EARTH_RADIUS_MILES * func.asin(func.sqrt(a))
-    prefilter = [_geo(Listing.latitude, walk).between(_param("lat_low"), _param("lat_high"))]
+    prefilter = [c(Listing.latitude).between(_param("lat_low"), _param("lat_high"))]
     if with_longitude:
-        prefilter.append(_geo(Listing.longitude, walk).between(_param("lon_low"), _param("lon_high")))
+        prefilter.append(c(Listing.longitude).between(_param("lon_low"), _param("lon_high")))
     return prefilter + [distance <= _param("miles")]
 
 
@@ -115,16 +123,18 @@ class PageShape:
     descending: bool
     nulls: bool  # the second phase: listings without the sort value, by id
     after: bool  # continues after a position (the token's)
-    # Walk the sort order, testing the coordinates row by row, rather than collect every listing
-    # in the area and sort them: the better plan when the area holds many listings, which the
-    # search knows from its exact count and the planner cannot tell from its statistics.
+    # Walk the sort order and test each listing, rather than collect every match and sort them:
+    # the better plan when the matches are many, which the search knows from its exact count and
+    # a planner cannot always tell from its statistics (an area, a status held by most rows).
     walk: bool = False
 
 
-def where(conditions: Conditions, walk: bool = False) -> list[ColumnElement]:
+def where(conditions: Conditions, walk: bool = False, sort_by: str = "ListingKey") -> list[ColumnElement]:
     clauses = [Listing.removed_at.is_(None)]
+    served = _SERVED_WITH[sort_by] if walk else None
     for name, count in conditions:
-        clauses += _CONDITIONS[name](count, walk) if name in GEO else _CONDITIONS[name](count)
+        write = _opaque if served is not None and name not in served else _shown
+        clauses += _CONDITIONS[name](count, write)
     return clauses
 
 
@@ -136,24 +146,29 @@ def count_statement(conditions: Conditions) -> Select:
 @lru_cache(maxsize=4096)
 def page_statement(shape: PageShape) -> Select:
     """Rows of one keyset phase, after the position (``after_value``, ``after_id``) if any,
-    at most ``limit``."""
+    at most ``limit``.
+
+    The page is chosen by ids first and its rows read after ("late row lookup"): where an
+    index holds every column the choice needs (the area index holds the coordinates and the
+    sort values), choosing reads no table row at all, and only the page's rows are fetched.
+    """
     column = SORT_COLUMNS[shape.sort_by]
-    stmt = select(*ROW_COLUMNS).where(*where(shape.conditions, shape.walk))
+    ids = select(Listing.id).where(*where(shape.conditions, shape.walk, shape.sort_by))
     if shape.nulls:
-        stmt = stmt.where(column.is_(None))
+        ids = ids.where(column.is_(None))
         if shape.after:
             after = _param("after_id")
-            stmt = stmt.where(Listing.id < after if shape.descending else Listing.id > after)
+            ids = ids.where(Listing.id < after if shape.descending else Listing.id > after)
         order = [Listing.id.desc() if shape.descending else Listing.id]
     else:
-        stmt = stmt.where(column.is_not(None))
+        ids = ids.where(column.is_not(None))
         if shape.after:
-            stmt = stmt.where(_after(column, shape.descending))
+            ids = ids.where(_after(column, shape.descending))
         order = [column.desc(), Listing.id.desc()] if shape.descending else [column, Listing.id]
-    return stmt.order_by(*order).limit(_param("limit"))
+    chosen = ids.order_by(*order).limit(_param("limit")).subquery("page")
+    return select(*ROW_COLUMNS).join_from(chosen, Listing, Listing.id == chosen.c.id).order_by(*order)
 
 
-@lru_cache(maxsize=256)
 def _after(column, descending: bool) -> ColumnElement:
     """(column, id) strictly after the position, written so that the first condition bounds an
     index range: SQLite does not start a range scan from a row-value comparison."""
@@ -164,9 +179,11 @@ def _after(column, descending: bool) -> ColumnElement:
 
 
 def generation_statement(sources: int | None) -> Select:
-    """The data generation signature (sum, count) of the sources a search covers: all of them
-    (None), or ``sources`` parameters. Generations only grow, so the sum changes when any does."""
-    stmt = select(func.coalesce(func.sum(Source.data_generation), 0), func.count())
+    """The data generation signature (sum, count) of the sources a search covers, all of them
+    (None) or ``sources`` parameters, and how many sources there are in all. Generations only
+    grow, so the sum changes when any does."""
+    everyone = select(func.count()).select_from(Source.__table__.alias("every_source")).scalar_subquery()
+    stmt = select(func.coalesce(func.sum(Source.data_generation), 0), func.count(), everyone)
     return stmt if sources is None else stmt.where(_in(Source.id, "sources", sources))
 
 

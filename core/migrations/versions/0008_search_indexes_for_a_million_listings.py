@@ -9,6 +9,8 @@ Create Date: 2026-12-03 14:00:00
 - the price and time indexes carry source_id and removed_at, so counting a price or time range
   for a client's sources reads the index alone;
 - the plain city index goes (nothing searches on the raw column any more);
+- the area index holds the coordinates, the sort values and what every search tests, so a box
+  or radius page is chosen from the index alone;
 - then planner statistics: without them SQLite drives every search through the source index
   and reads the whole table (4 s a call at a million listings).
 """
@@ -40,6 +42,9 @@ def upgrade() -> None:
         batch_op.drop_index('ix_listings_city')
         batch_op.drop_index('ix_listings_list_price_id')
         batch_op.drop_index('ix_listings_modification_timestamp_id')
+        batch_op.drop_index('ix_listings_latitude_longitude')
+        batch_op.create_index('ix_listings_area', ['latitude', 'longitude', 'list_price', 'modification_timestamp',
+                                                   'id', 'source_id', 'removed_at'], unique=False)
         batch_op.create_index('ix_listings_city_key_list_price_id', ['city_key', 'list_price', 'id'], unique=False)
         batch_op.create_index('ix_listings_city_key_modification_timestamp_id',
                               ['city_key', 'modification_timestamp', 'id'], unique=False)
@@ -76,6 +81,8 @@ def _analyze() -> None:
 
 def downgrade() -> None:
     with op.batch_alter_table('listings', schema=None) as batch_op:
+        batch_op.drop_index('ix_listings_area')
+        batch_op.create_index('ix_listings_latitude_longitude', ['latitude', 'longitude'], unique=False)
         batch_op.drop_index('ix_listings_modification_timestamp_id_source_id_removed_at')
         batch_op.drop_index('ix_listings_list_price_id_source_id_removed_at')
         batch_op.drop_index('ix_listings_city_key_modification_timestamp_id')
