@@ -63,6 +63,24 @@ def _ensure_math_functions(dbapi_connection) -> None:
             dbapi_connection.create_function(name, 1, getattr(math, name), deterministic=True)
 
 
+def refresh_statistics(engine: Engine, tables: tuple[str, ...] = ("listings",)) -> None:
+    """Refresh the planner's statistics of ``tables`` (after a large load; see pipeline/balancer).
+
+    Without them SQLite drives searches through the wrong index; on PostgreSQL, VACUUM also sets
+    the visibility map that lets counts and page choices read indexes alone. It runs outside a
+    transaction, beside the service's reads.
+    """
+    if engine.dialect.name == "postgresql":
+        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            for table in tables:
+                conn.exec_driver_sql(f"VACUUM (ANALYZE) {table}")
+        return
+    analyze = "ANALYZE {}" if engine.dialect.name == "sqlite" else "ANALYZE TABLE {}"
+    with engine.begin() as conn:
+        for table in tables:
+            conn.exec_driver_sql(analyze.format(table))
+
+
 def session_factory(engine: Engine) -> sessionmaker[Session]:
     return sessionmaker(engine, expire_on_commit=False)
 

@@ -45,6 +45,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.schema import AddConstraint, CreateIndex, DropConstraint, DropIndex
 
+from core.db import refresh_statistics
 from core.models import Listing, Media
 from core.reso import LISTING_FIELDS, city_key
 from sandbox.listings import PHOTO_URL_TEMPLATE
@@ -238,13 +239,7 @@ def _after_bulk_write(conn: Connection) -> None:
     visibility map that lets the planner choose index-only scans.
     """
     conn.commit()
-    if conn.dialect.name == "postgresql":
-        with conn.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as vacuum:
-            for table in TABLES:
-                vacuum.exec_driver_sql(f"VACUUM ANALYZE {table.name}")
-    else:
-        conn.exec_driver_sql("ANALYZE")
-        conn.commit()
+    refresh_statistics(conn.engine, tuple(table.name for table in TABLES))
 
 
 def _write_media(conn: Connection, after_id: int, most: int) -> None:

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from sqlalchemy import and_, exists, or_, select, update
 from sqlalchemy.orm import Session, aliased, sessionmaker
 
+from core.db import refresh_statistics
 from core.models import FeedRun, Source
 from pipeline import steps
 from pipeline.clock import db_now
@@ -31,6 +32,7 @@ from pipeline.errors import PipelineError
 from pipeline.schedule import UNFINISHED, schedule
 
 log = logging.getLogger(__name__)
+STATS_AFTER = 1000  # listings a load must change before the planner's statistics are refreshed
 
 
 @dataclass
@@ -138,6 +140,8 @@ class Balancer:
             steps.finish(run, session.get(Source, run.source_id), db_now(session))
             run.lease_owner = run.lease_expires_at = None
         session.commit()
+        if step == "load" and _changed_much(run):
+            refresh_statistics(session.get_bind())
         self.on_step(run, step, summary)
         return run.step != "done"
 
@@ -240,3 +244,10 @@ class _Heartbeat:
                     return
             except Exception as exc:  # a missed beat is survivable; the next one may land
                 log.warning("heartbeat for run %s failed: %s", self.run_id, exc)
+
+
+def _changed_much(run: FeedRun) -> bool:
+    """Whether a load changed enough listings for the planner's statistics to go stale: a tenth
+    of the source, and at least STATS_AFTER rows (a first load always qualifies)."""
+    changed = run.rows_inserted + run.rows_updated + run.rows_removed
+    return changed >= STATS_AFTER and changed * 10 >= changed + run.rows_unchanged
