@@ -18,8 +18,8 @@ worker_connections = 1000      # open connections per worker; the longest-idle o
 timeout = 30                   # a worker silent this long is killed and replaced
 graceful_timeout = 20
 keepalive = 15                 # seconds an idle keep-alive connection is kept
-max_requests = 10_000          # recycle workers now and then, with jitter so not all at once
-max_requests_jitter = 1_000
+max_requests = 200_000         # recycle workers now and then (a safety net: memory stays flat), with jitter
+max_requests_jitter = 20_000
 limit_request_line = 8190
 accesslog = "-"
 # No request bodies in the log, ever: they carry credentials (WS-Security) and client queries.

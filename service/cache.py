@@ -21,18 +21,18 @@ class Lru(Generic[V]):
 
     def __init__(self, max_entries: int, max_bytes: int | None = None):
         self._max_entries, self._max_bytes = max_entries, max_bytes
-        self._items: OrderedDict[str, V] = OrderedDict()
+        self._items: OrderedDict = OrderedDict()
         self._bytes = 0
         self._lock = Lock()
 
-    def get(self, key: str) -> V | None:
+    def get(self, key) -> V | None:
         with self._lock:
             value = self._items.get(key)
             if value is not None:
                 self._items.move_to_end(key)
             return value
 
-    def put(self, key: str, value: V) -> None:
+    def put(self, key, value: V) -> None:
         size = _size(value)
         if self._max_bytes is not None and size > self._max_bytes // 8:
             return  # one answer may not crowd out the rest

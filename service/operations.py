@@ -48,7 +48,7 @@ def search_listings(call: CallContext, **arguments) -> tuple:
     return page.total, page.next_token, page.rows
 
 
-def search_listings_key(call: CallContext, **arguments) -> str:
+def search_listings_key(call: CallContext, **arguments) -> tuple:
     """What a search's answer may be cached under (see service/cache.py)."""
     return answer_key(call.reads, call.caller, _search_query(**arguments), arguments, call.generations)
 

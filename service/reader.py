@@ -13,6 +13,7 @@ item (see service/statements.py), so each length has its own compiled SQL.
 
 from __future__ import annotations
 
+import threading
 import time
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -74,6 +75,9 @@ class Reader:
         self._dialect = engine.dialect
         self._prepared: dict[int, tuple[Select, Prepared]] = {}
         self._estimate = (0.0, 0)  # (when, listings)
+        self._versions = _DataVersion(engine) if engine.dialect.name == "sqlite" else None
+        self._generations: dict = {}  # sources -> data generation signature, while data_version holds
+        self._lock = threading.Lock()
 
     def prepare(self, statement: Select) -> Prepared:
         entry = self._prepared.get(id(statement))
@@ -100,6 +104,28 @@ class Reader:
             raw.driver_connection.isolation_level = IsolationLevel.REPEATABLE_READ
         return raw
 
+    def known_generation(self, sources):
+        """The generation signature of ``sources`` read earlier, if nothing was committed to the
+        database since (SQLite's ``PRAGMA data_version`` tells in microseconds); else None.
+        Never stale: a commit by any connection changes data_version, and a signature is kept
+        only under the version seen before it was read."""
+        if self._versions is None:
+            return None
+        version = self._versions.current()
+        with self._lock:
+            if version != self._versions.seen:
+                self._versions.seen = version
+                self._generations.clear()
+                return None
+            return self._generations.get(sources)
+
+    def remember_generation(self, sources, generation) -> None:
+        if self._versions is not None:
+            with self._lock:
+                if len(self._generations) > 1000:
+                    self._generations.clear()
+                self._generations[sources] = generation
+
     def estimated_listings(self, raw) -> int:
         """About how many listings there are, from the planner's statistics (refreshed once a
         minute; 0 when there are none)."""
@@ -120,6 +146,27 @@ class Reader:
                 cursor.close()
         self._estimate = (time.monotonic(), count)
         return count
+
+
+class _DataVersion:
+    """``PRAGMA data_version`` on a connection of its own (one per thread), which never writes:
+    the value changes whenever another connection commits."""
+
+    def __init__(self, engine: Engine):
+        self._engine = engine
+        self._local = threading.local()
+        self.seen = None
+
+    def current(self) -> int:
+        raw = getattr(self._local, "raw", None)
+        if raw is None:
+            raw = self._local.raw = self._engine.raw_connection()
+        cursor = raw.cursor()
+        try:
+            cursor.execute("PRAGMA data_version")
+            return cursor.fetchone()[0]
+        finally:
+            cursor.close()
 
 
 class ReadSession:
@@ -151,6 +198,12 @@ class ReadSession:
     def plans_by_count(self) -> bool:
         """Whether searches should choose their plan from their exact count (see search.py)."""
         return self._reader.dialect == "sqlite"
+
+    def known_generation(self, sources):
+        return self._reader.known_generation(sources)
+
+    def remember_generation(self, sources, generation) -> None:
+        self._reader.remember_generation(sources, generation)
 
     def estimated_listings(self) -> int:
         if self._raw is None:

@@ -155,13 +155,14 @@ def _page(db, conditions: Conditions, params: dict, query: SearchQuery, position
 
 
 def answer_key(db: ReadSession, caller: Caller, query: SearchQuery, arguments: dict,
-               generations: dict | None = None) -> str:
-    """The cache key of a search's whole answer: its arguments, the sources it covers and their
-    data generation signature, read now, before any listing is."""
+               generations: dict | None = None) -> tuple:
+    """The cache key of a search's whole answer: its arguments exactly as sent (``250000`` and
+    ``250000.00`` are different queries to the page token), the sources it covers and their data
+    generation signature, read now, before any listing is."""
     query.validate()
     sources = _entitlement(caller, query.source_ids)
     generation = _generation(db, sources, generations)
-    return fingerprint({"a": arguments, "s": sources, "g": generation})
+    return tuple(map(repr, arguments.values())), sources, tuple(generation)
 
 
 def _generation(db, sources: tuple[str, ...] | None, memo: dict | None) -> list:
@@ -171,12 +172,15 @@ def _generation(db, sources: tuple[str, ...] | None, memo: dict | None) -> list:
     not it exists)."""
     if memo is not None and sources in memo:
         return memo[sources]
-    statement = generation_statement(None if sources is None else len(sources))
-    generation = list(db.one(statement, list_parameters("sources", sources or ())))
-    if sources is not None and generation[1] < len(sources):
-        missing = sorted(set(sources) - {row[0] for row in db.rows(sources_statement(len(sources)),
-                                                                    list_parameters("sources", sources))})
-        raise NotFound(f"no source {shown(missing[0])}")
+    generation = db.known_generation(sources)
+    if generation is None:
+        statement = generation_statement(None if sources is None else len(sources))
+        generation = list(db.one(statement, list_parameters("sources", sources or ())))
+        if sources is not None and generation[1] < len(sources):
+            missing = sorted(set(sources) - {row[0] for row in db.rows(sources_statement(len(sources)),
+                                                                        list_parameters("sources", sources))})
+            raise NotFound(f"no source {shown(missing[0])}")
+        db.remember_generation(sources, generation)
     if memo is not None:
         memo[sources] = generation
     return generation

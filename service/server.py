@@ -254,6 +254,61 @@ class _Request:
         self.headers = headers
 
 
+class _Board:
+    """Open connections per worker, in memory shared by all of gunicorn's workers.
+
+    A keep-alive connection stays with the worker that accepted it, and every worker wakes when
+    one arrives: left alone, a client opening its pool of connections may find most of them on
+    one worker while another idles. So a worker accepts only while no live worker holds fewer
+    connections than it does. The board is made when the arbiter imports this module, before it
+    forks the workers; a worker that finds no slot accepts freely.
+    """
+
+    SLOTS = 256
+    RECHECK = 0.005  # seconds between looks at the board while not accepting
+
+    def __init__(self):
+        from multiprocessing.sharedctypes import RawArray
+
+        self._pids = RawArray("q", self.SLOTS)
+        self._counts = RawArray("i", self.SLOTS)
+        self._top = RawArray("i", 1)  # slots in use are below this
+
+    def join(self, pid: int) -> int | None:
+        for slot in range(self.SLOTS):
+            if self._pids[slot] in (0, pid) or not _alive(self._pids[slot]):
+                self._pids[slot], self._counts[slot] = pid, 0
+                self._top[0] = max(self._top[0], slot + 1)
+                return slot
+        return None
+
+    def post(self, slot: int | None, count: int) -> None:
+        if slot is not None:
+            self._counts[slot] = count
+
+    def may_accept(self, slot: int | None, count: int) -> bool:
+        if slot is None:
+            return True
+        pids, counts = self._pids, self._counts
+        for other in range(self._top[0]):
+            if other != slot and counts[other] < count and pids[other] and _alive(pids[other]):
+                return False
+        return True
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+BOARD = _Board()
+
+
 class BufferingWorker(base.Worker):
     """See the module docstring. Use with ``worker_class = "service.server.BufferingWorker"``."""
 
@@ -272,6 +327,7 @@ class BufferingWorker(base.Worker):
         self.connections: dict[int, Connection] = {}
         self.selector = selectors.DefaultSelector()
         self.listening = False
+        self._slot = BOARD.join(os.getpid())
         super().init_process()
 
     # -- the loop ----------------------------------------------------------------------------
@@ -298,12 +354,14 @@ class BufferingWorker(base.Worker):
             else:
                 self._on_event(key.data, mask)
         self._expire(time.monotonic())
-        self._listen(self.alive and len(self.connections) < self.max_connections)
+        count = len(self.connections)
+        BOARD.post(self._slot, count)
+        self._listen(self.alive and count < self.max_connections and BOARD.may_accept(self._slot, count))
 
     def _wait(self, timeout: float) -> float:
-        if not self.connections:
-            return timeout
-        soonest = min(c.deadline for c in self.connections.values())
+        soonest = min((c.deadline for c in self.connections.values()), default=time.monotonic() + timeout)
+        if not self.listening and self.alive:
+            soonest = min(soonest, time.monotonic() + BOARD.RECHECK)  # the others may have caught up
         return max(0.0, min(timeout, soonest - time.monotonic()))
 
     def _listen(self, on: bool) -> None:
@@ -317,23 +375,23 @@ class BufferingWorker(base.Worker):
         self.listening = on
 
     def _accept(self, listener) -> None:
-        for _ in range(16):  # several at a time, but leave the others' turn
-            try:
-                sock, addr = listener.accept()
-            except OSError as exc:
-                if exc.errno in (errno.EAGAIN, errno.EWOULDBLOCK, errno.ECONNABORTED):
-                    return
-                raise
-            sock.setblocking(False)
-            if sock.family in (socket.AF_INET, socket.AF_INET6):
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            conn = Connection(sock, addr if isinstance(addr, tuple) else ("", -1), _sockname(listener))
-            conn.deadline = time.monotonic() + self.header_timeout
-            self.connections[sock.fileno()] = conn
-            self.selector.register(sock, selectors.EVENT_READ, conn)
-            if len(self.connections) >= self.max_connections:
-                self._evict_idle()
+        """One connection per turn; the board (see _Board) decides whether there is another."""
+        try:
+            sock, addr = listener.accept()
+        except OSError as exc:
+            if exc.errno in (errno.EAGAIN, errno.EWOULDBLOCK, errno.ECONNABORTED):
                 return
+            raise
+        sock.setblocking(False)
+        if sock.family in (socket.AF_INET, socket.AF_INET6):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        conn = Connection(sock, addr if isinstance(addr, tuple) else ("", -1), _sockname(listener))
+        conn.deadline = time.monotonic() + self.header_timeout
+        self.connections[sock.fileno()] = conn
+        self.selector.register(sock, selectors.EVENT_READ, conn)
+        BOARD.post(self._slot, len(self.connections))
+        if len(self.connections) >= self.max_connections:
+            self._evict_idle()
 
     def _evict_idle(self) -> None:
         """At the connection limit, make room by closing the longest-idle keep-alive connection."""

@@ -178,6 +178,7 @@ def _after(column, descending: bool) -> ColumnElement:
     return and_(column >= value, or_(column > value, Listing.id > row_id))
 
 
+@lru_cache(maxsize=256)
 def generation_statement(sources: int | None) -> Select:
     """The data generation signature (sum, count) of the sources a search covers, all of them
     (None) or ``sources`` parameters, and how many sources there are in all. Generations only
