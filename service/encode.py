@@ -87,7 +87,7 @@ class ComplexWriter:
         writers[kind] = self
         self.names = list(kind._type_info)
         namespace: dict[str, Any] = {"_needs": _NEEDS_WORK.search, "_text": text, "_Mapping": Mapping}
-        lines = [f"def write(record, out):",
+        lines = ["def write(record, out):",
                  "    if isinstance(record, _Mapping):",
                  "        record = [record.get(name) for name in _names]",
                  f"    {''.join(f'v{n}, ' for n in range(len(self.names)))}*_ = record"]

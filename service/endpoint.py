@@ -33,10 +33,14 @@ from service.encode import Encoder
 from service.envelope import SoapFault
 from service.errors import AuthenticationFailed, ServiceError
 from service.operations import ANSWER_KEYS, HANDLERS
+from service.server import HOLD
 from service.types import NS
 
 log = logging.getLogger("mlsfeeds.soap")
 
+# Seconds a failed authentication's answer is held back (by the worker; nothing blocks): a
+# client that loops on wrong or missing credentials sends a few requests a second, not hundreds.
+FAILURE_HOLD = 0.25
 MEMO_BYTES = 16 * 1024  # requests up to this size are remembered once read
 LOGGED_CHARS = 300  # of a fault message in a log line: it may quote what a client sent
 CHALLENGE = ("WWW-Authenticate", 'Basic realm="mlsfeeds", charset="UTF-8"')
@@ -89,6 +93,7 @@ class SoapEndpoint:
                 self._auth.check(session, credentials)
         except AuthenticationFailed as exc:
             self._finish(_Call(), "Client.AuthenticationFailed", time.perf_counter(), str(exc))
+            environ[HOLD] = FAILURE_HOLD
             return self._reply(start_response, "500 Internal Server Error",
                                self._encoder.fault("Client.AuthenticationFailed", str(exc), "AuthenticationFailed"))
         return None
@@ -127,6 +132,8 @@ class SoapEndpoint:
             self._finish(call, outcome, started, None)
         else:
             self._finish(call, outcome, started, None)
+        if outcome == "Client.AuthenticationFailed":
+            environ[HOLD] = FAILURE_HOLD
         return self._reply(start_response, status, payload, headers)
 
     def _answer(self, environ, call: _Call) -> bytes:

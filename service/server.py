@@ -219,7 +219,10 @@ class ChunkedBody:
 
 # -- connections ----------------------------------------------------------------------------
 
-READING, WRITING, LINGERING = "reading", "writing", "lingering"
+READING, HELD, WRITING, LINGERING = "reading", "held", "writing", "lingering"
+# An application that wants its response held back a while (to slow a client that keeps failing
+# to authenticate, without blocking the worker) puts the seconds in the environ under this key.
+HOLD = "mlsfeeds.hold_response"
 
 
 @dataclass(eq=False)
@@ -413,9 +416,9 @@ class BufferingWorker(base.Worker):
         if not data:
             self._close(conn)
             return
-        if conn.state == LINGERING:
-            return  # the response is out; what the client still sends is thrown away
-        if conn.state == WRITING:
+        if conn.state == LINGERING or (conn.state in (HELD, WRITING) and conn.close_after_write):
+            return  # the response is (or will be) the last: what the client still sends is thrown away
+        if conn.state in (HELD, WRITING):
             conn.buffer += data  # a pipelined request: handled after the current response
             return
         if not conn.buffer and conn.head is None:
@@ -539,6 +542,13 @@ class BufferingWorker(base.Worker):
         conn.close_after_write = close
         conn.head, conn.body = None, None
         conn.served += 1
+        hold = environ.get(HOLD) if environ is not None else None
+        if hold:
+            conn.state, conn.deadline = HELD, time.monotonic() + float(hold)  # _expire sends it
+            return
+        self._write(conn)
+
+    def _write(self, conn: Connection) -> None:
         conn.state = WRITING
         conn.deadline = time.monotonic() + WRITE_TIMEOUT
         self._flush(conn)
@@ -579,7 +589,9 @@ class BufferingWorker(base.Worker):
 
     def _expire(self, now: float) -> None:
         for conn in [c for c in self.connections.values() if c.deadline <= now]:
-            if conn.state == READING and (conn.buffer or conn.head is not None):
+            if conn.state == HELD:
+                self._write(conn)
+            elif conn.state == READING and (conn.buffer or conn.head is not None):
                 self._refuse(conn, HttpError(408, "the request was not received in time"))
             else:
                 self._close(conn)

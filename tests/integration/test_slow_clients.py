@@ -1,6 +1,6 @@
 """Slow, heavy and concurrent clients must not starve the others: the shipped gunicorn.conf.py
 under load from hostile connections, measured against the same normal requests on an idle
-service. (bench/hostile.py runs the same probes for longer and prints the figures.)
+service. The probes are bench/hostile.py's, which runs them for longer and prints the figures.
 """
 
 from __future__ import annotations
@@ -9,16 +9,13 @@ import base64
 import datetime as dt
 import functools
 import hashlib
-import multiprocessing
 import os
-import socket
-import threading
-import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import requests
 
+from bench import hostile as probes
 from tests.conftest import SERVICE_BACKENDS, backend_param
 from tests.support.databases import fresh_database
 from tests.support.http import basic, envelope
@@ -45,62 +42,16 @@ def server(tmp_path_factory):
 
 def latencies(base: str, seconds: float) -> list[float]:
     """Normal authenticated searches, one after another, for ``seconds``."""
-    session = requests.Session()
-    session.auth = CONSUMER
-    headers = {"Content-Type": "text/xml; charset=utf-8", "SOAPAction": '"SearchListings"'}
-    found = []
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        started = time.perf_counter()
-        reply = session.post(base + "/soap", data=SEARCH, headers=headers, timeout=30)
-        found.append(time.perf_counter() - started)
-        assert reply.status_code == 200
-    return found
+    headers = {"Content-Type": "text/xml; charset=utf-8", "Authorization": basic(*CONSUMER)}
+    return probes.latencies(base, seconds, SEARCH, headers)
 
 
 def p99(values: list[float]) -> float:
-    return sorted(values)[int(len(values) * 0.99) - 1]
-
-
-def tricklers(port: int, payloads: list[bytes], stop) -> None:
-    """One connection per payload, each trickling (threads: they mostly sleep)."""
-    threads = [threading.Thread(target=trickle, args=(port, stop, p), daemon=True) for p in payloads]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-
-
-def trickle(port: int, stop, payload: bytes) -> None:
-    """Send ``payload`` a byte every half second, reconnecting whenever the server hangs up."""
-    while not stop.is_set():
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
-                for byte in payload:
-                    if stop.wait(0.5):
-                        return
-                    sock.send(bytes([byte]))
-        except OSError:
-            stop.wait(0.2)
+    return probes.percentile(values, 0.99)
 
 
 def under_load(server, senders, seconds: float) -> list[float]:
-    """Normal latencies while each sender runs in a process of its own (threads of this process
-    would compete with the measuring thread for the interpreter and skew what it measures)."""
-    context = multiprocessing.get_context("fork")
-    stop = context.Event()
-    processes = [context.Process(target=sender, args=(stop,), daemon=True) for sender in senders]
-    for process in processes:
-        process.start()
-    time.sleep(1)
-    try:
-        return latencies(server.base, seconds)
-    finally:
-        stop.set()
-        for process in processes:
-            process.join(15)
-            if process.is_alive():
-                process.kill()
+    return probes.under_load(lambda: latencies(server.base, seconds), senders)
 
 
 def test_trickling_connections_do_not_hold_up_normal_requests(server):
@@ -108,33 +59,19 @@ def test_trickling_connections_do_not_hold_up_normal_requests(server):
     idle = latencies(server.base, 4)
     head = f"POST /soap HTTP/1.1\r\nHost: x\r\nContent-Type: text/xml\r\nContent-Length: {len(SEARCH)}\r\n" \
            f"Authorization: {basic(*CONSUMER)}\r\n\r\n".encode()
-    # Half never finish their headers; half send their headers, then trickle the body.
-    payloads = [head[:-2] + b"X-Slow: " + b"s" * 100] * 32 + [head + SEARCH] * 32
-    busy = under_load(server, [functools.partial(tricklers, server.port, payloads)], 10)
+    payloads = probes.trickle_payloads(64, head, SEARCH)
+    busy = under_load(server, [functools.partial(probes.tricklers, server.port, payloads)], 10)
     assert p99(busy) <= 3 * p99(idle) + 0.005, (p99(idle), p99(busy))
     assert server.workers() == workers, "a worker was killed"
     assert "WORKER TIMEOUT" not in server.log.read_text()
-
-
-def big_sender(port: int, authorization: str | None, stop) -> None:
-    """Unauthenticated 1 MB bodies, one after another: one with an Authorization header, or
-    with the word UsernameToken in it."""
-    junk = envelope("<m:SearchListings><m:City>" + "UsernameToken " * 70_000 + "</m:City></m:SearchListings>")
-    headers = {"Content-Type": "text/xml"} | ({"Authorization": authorization} if authorization else {})
-    while not stop.is_set():
-        try:
-            reply = requests.post(f"http://127.0.0.1:{port}/soap", data=junk, headers=headers, timeout=30)
-            assert reply.status_code in (401, 500)
-        except requests.RequestException:
-            stop.wait(0.1)
 
 
 def test_heavy_unauthenticated_bodies_cost_little(server):
     workers = server.workers()
     idle = latencies(server.base, 4)
     memory = {pid: rss_mb(pid) for pid in workers}
-    auths = [basic("mallory", "x"), "Basic bm90LWJhc2U2NA==", None, None]
-    busy = under_load(server, [functools.partial(big_sender, server.port, a) for a in auths], 10)
+    senders = [functools.partial(probes.big_sender, server.port, a) for a in probes.HEAVY_AUTHORIZATIONS]
+    busy = under_load(server, senders, 10)
     assert p99(busy) <= 3 * p99(idle) + 0.005, (p99(idle), p99(busy))
     assert server.workers() == workers
     grown = {pid: rss_mb(pid) - before for pid, before in memory.items()}

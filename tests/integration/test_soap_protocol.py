@@ -319,8 +319,10 @@ def test_a_wrong_password_and_an_unknown_user_look_the_same(port):
     faults = {fault for runs in samples.values() for _, fault in runs}
     assert faults == {("Client.AuthenticationFailed", "invalid username or password")}
     median = {user: sorted(t for t, _ in runs)[7] for user, runs in samples.items()}
-    # Neither costs a slow hash: both answer within a few milliseconds of the other.
-    assert abs(median["alice"] - median["mallory"]) < 0.01 and max(median.values()) < 0.05, median
+    # Neither costs a slow hash; both are held back the same quarter second (a client looping on
+    # bad credentials is slowed down), and answer within a few milliseconds of each other.
+    assert abs(median["alice"] - median["mallory"]) < 0.01, median
+    assert all(0.25 <= m < 0.3 for m in median.values()), median
 
 
 # -- logs ------------------------------------------------------------------------------------
