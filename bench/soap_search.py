@@ -51,8 +51,10 @@ SOAP_ENV = "http://schemas.xmlsoap.org/soap/envelope/"
 PAGE_SIZE = 25
 MIN_PRICE, MAX_PRICE = 250_000, 750_000
 
-# What a consumer's listing page asks for: active homes in a price band, cheapest first.
-ENVELOPE = f"""<?xml version="1.0" encoding="UTF-8"?>
+def envelope(page_size: int = PAGE_SIZE, token: str | None = None) -> bytes:
+    """What a consumer's listing page asks for: active homes in a price band, cheapest first."""
+    page = f"\n      <m:PageToken>{token}</m:PageToken>" if token else ""
+    return f"""<?xml version="1.0" encoding="UTF-8"?>
 <soapenv:Envelope xmlns:soapenv="{SOAP_ENV}" xmlns:m="{NS}">
   <soapenv:Header/>
   <soapenv:Body>
@@ -62,11 +64,14 @@ ENVELOPE = f"""<?xml version="1.0" encoding="UTF-8"?>
       <m:MinPrice>{MIN_PRICE}</m:MinPrice>
       <m:MaxPrice>{MAX_PRICE}</m:MaxPrice>
       <m:SortBy>ListPrice</m:SortBy>
-      <m:PageSize>{PAGE_SIZE}</m:PageSize>
+      <m:PageSize>{page_size}</m:PageSize>{page}
     </m:SearchListings>
   </soapenv:Body>
 </soapenv:Envelope>
 """.encode()
+
+
+ENVELOPE = envelope()
 
 REQUEST_HEADERS = {
     "Content-Type": "text/xml; charset=utf-8",
@@ -206,10 +211,10 @@ class Response:
         return next((v for k, v in self.headers if k.lower() == name.lower()), None)
 
 
-def post(port: int, timeout: float = 30) -> Response:
+def post(port: int, timeout: float = 30, body: bytes = ENVELOPE) -> Response:
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
     try:
-        conn.request("POST", "/soap", ENVELOPE, REQUEST_HEADERS)
+        conn.request("POST", "/soap", body, REQUEST_HEADERS)
         resp = conn.getresponse()
         return Response(f"{resp.status} {resp.reason}", resp.getheaders(), resp.read())
     finally:
@@ -274,7 +279,7 @@ def gunicorn(app: str, env: dict[str, str], workers: int, log_path: Path, timeou
 
 # -- checks ------------------------------------------------------------------------------------
 
-def check_search_response(resp: Response) -> tuple[int, int]:
+def check_search_response(resp: Response, page_size: int = PAGE_SIZE) -> tuple[int, int]:
     """(TotalCount, number of ListingSummary) of a valid SearchListingsResponse, or BenchError."""
     head = resp.body[:600].decode("utf-8", "replace")
     if not resp.status.startswith("200"):
@@ -293,10 +298,10 @@ def check_search_response(resp: Response) -> tuple[int, int]:
         raise BenchError(f"the SearchListingsResponse has no TotalCount:\n{head}")
     total = int(total_text)
     listings = len(answer.findall(f"{{{NS}}}Listings/{{{NS}}}ListingSummary"))
-    if listings != PAGE_SIZE:
-        raise BenchError(f"expected {PAGE_SIZE} ListingSummary elements, got {listings}")
-    if total <= PAGE_SIZE:
-        raise BenchError(f"expected TotalCount > {PAGE_SIZE} (a realistic first page), got {total}")
+    if listings != page_size:
+        raise BenchError(f"expected {page_size} ListingSummary elements, got {listings}")
+    if total <= page_size:
+        raise BenchError(f"expected TotalCount > {page_size} (a realistic first page), got {total}")
     return total, listings
 
 
@@ -345,12 +350,18 @@ def wrk_version(wrk: str) -> str:
     return f"wrk {match.group(1)}" if match else "wrk"
 
 
-def wrk_script(path: Path) -> Path:
-    body = ENVELOPE.decode()
-    if "]==]" in body:
+def wrk_script(path: Path, bodies: list[bytes] | None = None) -> Path:
+    """A wrk script posting the envelope, or each of ``bodies`` in turn."""
+    bodies = bodies or [ENVELOPE]
+    if any(b"]==]" in body for body in bodies):
         raise BenchError("the envelope cannot be quoted as a Lua long string")
-    lines = ['wrk.method = "POST"', f"wrk.body = [==[{body}]==]"]
+    lines = ['wrk.method = "POST"', f"wrk.body = [==[{bodies[0].decode()}]==]"]
     lines += [f"wrk.headers[{json.dumps(k)}] = {json.dumps(v)}" for k, v in REQUEST_HEADERS.items()]
+    if len(bodies) > 1:
+        lines.append("bodies = {" + ", ".join(f"[==[{body.decode()}]==]" for body in bodies) + "}")
+        lines.append("turn = 0")
+        lines.append("request = function() turn = turn % #bodies + 1; "
+                     "return wrk.format(nil, nil, nil, bodies[turn]) end")
     path.write_text("\n".join(lines) + "\n")
     return path
 
@@ -546,6 +557,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--database-url", metavar="URL",
                         help="bench on this database instead of var/bench/*.db, e.g. "
                         "postgresql+psycopg://root@127.0.0.1:5432/mlsfeeds_bench (created if missing)")
+    parser.add_argument("--postgres-url", metavar="URL",
+                        help="also measure this PostgreSQL database (created if missing), e.g. "
+                        "postgresql+psycopg://root@127.0.0.1:5432/mlsfeeds_bench")
+    parser.add_argument("--page-sizes", default="25,200", help="comma-separated (default 25,200)")
+    parser.add_argument("--modes", default="same,pages",
+                        help="same: one request again and again; pages: every page of the search in turn "
+                        "with the answer cache off (default: both)")
     parser.add_argument("--fresh", action="store_true", help="drop and rebuild the database first")
     parser.add_argument("--wait-idle", type=float, default=60, metavar="SECONDS",
                         help="before each side, wait up to this long for the other processes on the "
@@ -559,19 +577,42 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     if args.seconds <= 0 or args.warmup < 0:
         parser.error("--seconds must be positive and --warmup not negative")
     args.threads = min(args.threads, args.connections)
+    try:
+        args.page_sizes = [int(x) for x in args.page_sizes.split(",") if x.strip()]
+    except ValueError:
+        parser.error("--page-sizes takes whole numbers, e.g. 25,200")
+    args.modes = [m.strip() for m in args.modes.split(",") if m.strip()]
+    if unknown := set(args.modes) - set(MODES):
+        parser.error(f"unknown --modes {', '.join(sorted(unknown))}; use {', '.join(MODES)}")
     return args
+
+
+@dataclass
+class Case:
+    database: str
+    page_size: int
+    mode: str  # "same": one request again and again; "pages": every page of the search in turn
+    total: int = 0
+    response_bytes: int = 0
+    service: Load | None = None
+    bare: Load | None = None
+    service_rss: tuple[float, float] = (0.0, 0.0)  # the workers' resident MB before and after
+
+    @property
+    def ratio(self) -> float:
+        return self.service.requests_per_s / self.bare.requests_per_s if self.bare.requests_per_s else float("nan")
+
+
+MODES = {"same": "the same request", "pages": "every page in turn, no answer cache"}
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     WORK_DIR.mkdir(parents=True, exist_ok=True)
     sources = source_ids(args.sources)
-    url = args.database_url or default_database_url(args.listings, args.sources)
-    parsed = make_url(url)
-    if parsed.get_backend_name() == "sqlite" and parsed.database and parsed.database != ":memory:":
-        # gunicorn runs from the repository root: make a relative path mean what it meant here
-        url = parsed.set(database=str(Path(parsed.database).resolve())).render_as_string(hide_password=False)
-
+    urls = [_absolute(args.database_url or default_database_url(args.listings, args.sources))]
+    if args.postgres_url:
+        urls.append(args.postgres_url)
     wrk = ensure_wrk() if args.generator in ("auto", "wrk") else None
     if args.generator == "wrk" and wrk is None:
         raise BenchError("wrk is not installed and could not be installed (apt-get install wrk)")
@@ -580,96 +621,135 @@ def main(argv: list[str] | None = None) -> int:
         else f"Python fallback (one process per connection), {args.connections} connections"
         + ("" if args.generator == "python" else "; wrk could not be installed")
     )
+    cases, built = [], {}
+    for url in urls:
+        print(f"preparing {_redact(url)}", file=sys.stderr)
+        built[url] = prepare_database(url, args.listings, sources, args.fresh)
+        for page_size in args.page_sizes:
+            for mode in args.modes:
+                case = Case(_redact(url), page_size, mode)
+                run_case(args, wrk, url, case)
+                cases.append(case)
+    report(args, generator, built, cases)
+    (WORK_DIR / "soap_search-last.json").write_text(json.dumps(
+        {"cases": [asdict(c) for c in cases], "workers": args.workers, "cpus": os.cpu_count(),
+         "generator": generator}, indent=2))
+    return 0
 
-    print("preparing the database", file=sys.stderr)
-    built = prepare_database(url, args.listings, sources, args.fresh)
 
-    env = {
-        "MLSFEEDS_DATABASE_URL": url,
-        "MLSFEEDS_SECRET_KEY": SECRET_KEY,
-        "MLSFEEDS_LOG_LEVEL": "WARNING",
-        "MLSFEEDS_SECRET_KEY_FILE": str(WORK_DIR / "secret.key"),  # not read: the key is set
-    }
-    script = wrk_script(WORK_DIR / "search.lua") if wrk else None
+def _absolute(url: str) -> str:
+    """gunicorn runs from the repository root: a relative SQLite path must mean what it means here."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite" and parsed.database and parsed.database != ":memory:":
+        return parsed.set(database=str(Path(parsed.database).resolve())).render_as_string(hide_password=False)
+    return url
 
+
+def run_case(args, wrk: str | None, url: str, case: Case) -> None:
+    """Measure the service, then the bare app answering with the service's first response."""
+    env = {"MLSFEEDS_DATABASE_URL": url, "MLSFEEDS_SECRET_KEY": SECRET_KEY, "MLSFEEDS_LOG_LEVEL": "WARNING",
+           "MLSFEEDS_SECRET_KEY_FILE": str(WORK_DIR / "secret.key")}  # not read: the key is set
+    if case.mode == "pages":
+        env["MLSFEEDS_ANSWER_CACHE_MB"] = "0"
     on_postgres = make_url(url).get_backend_name() == "postgresql"
-
-    def measure(side: str, server: Server) -> Load:
-        print(f"  {side}: {args.warmup:g} s warm-up, {args.seconds:g} s measured", file=sys.stderr)
-        wait_idle(args.wait_idle)
-        other: list[float] = []
-        cpu = CpuWatch(server.pid, on_postgres)
-        if wrk:
-            if args.warmup:
-                run_wrk(wrk, script, server.port, args.warmup, args.connections, args.threads)
-            with cpu.watch(other):
-                load = run_wrk(wrk, script, server.port, args.seconds, args.connections, args.threads,
-                               save_to=WORK_DIR / f"wrk-{side}.txt")
-        else:
-            with cpu.watch(other):  # the Python generator's warm-up included
-                load = run_python_load(server.port, args.warmup, args.seconds, args.connections)
-        load.other_cpu = other[0]
-        if load.errors:
-            sample = post(server.port)
-            print(f"    {load.errors:,} requests failed; one more answered {sample.status}: "
-                  f"{sample.body[:300]!r}", file=sys.stderr)
-        return load
-
-    print("mlsfeeds service under gunicorn", file=sys.stderr)
+    label = f"{case.database.split(':')[0]}, PageSize {case.page_size}, {MODES[case.mode]}"
+    print(f"mlsfeeds: {label}", file=sys.stderr)
     with gunicorn(SERVICE_APP, env, args.workers, WORK_DIR / "gunicorn-mlsfeeds.log") as server:
-        captured = post(server.port)
-        total, listings = check_search_response(captured)
-        service = measure("mlsfeeds", server)
-
+        first = envelope(case.page_size)
+        captured = post(server.port, body=first)
+        case.total, _ = check_search_response(captured, case.page_size)
+        case.response_bytes = len(captured.body)
+        bodies = walk_pages(server.port, case.page_size) if case.mode == "pages" else [first]
+        script = wrk_script(WORK_DIR / "search.lua", bodies) if wrk else None
+        before = _worker_rss(server.pid)
+        case.service = measure(args, wrk, script, server, on_postgres, "mlsfeeds")
+        case.service_rss = (before, _worker_rss(server.pid))
     body_file = WORK_DIR / "search-response.xml"
     body_file.write_bytes(captured.body)
     headers = [(k, v) for k, v in captured.headers if k.lower() not in SERVER_HEADERS]
     meta = WORK_DIR / "search-response.json"
     meta.write_text(json.dumps({"status": captured.status, "headers": headers, "body_file": str(body_file)}))
-
-    print("bare WSGI app under gunicorn", file=sys.stderr)
-    bare_env = {**env, "MLSFEEDS_BENCH_RESPONSE": str(meta)}
-    with gunicorn(BARE_APP, bare_env, args.workers, WORK_DIR / "gunicorn-bare.log") as server:
-        check_same_response(captured, post(server.port))
-        bare = measure("bare", server)
-
-    report(args, url, built, generator, captured, total, listings, service, bare)
-    (WORK_DIR / "soap_search-last.json").write_text(json.dumps(
-        {"mlsfeeds": asdict(service), "bare": asdict(bare), "workers": args.workers,
-         "cpus": os.cpu_count(), "generator": generator, "database": _redact(url)}, indent=2))
-    return 0
+    print(f"bare: {label}", file=sys.stderr)
+    with gunicorn(BARE_APP, {**env, "MLSFEEDS_BENCH_RESPONSE": str(meta)}, args.workers,
+                  WORK_DIR / "gunicorn-bare.log") as server:
+        check_same_response(captured, post(server.port, body=first))
+        case.bare = measure(args, wrk, script, server, on_postgres, "bare")
 
 
-def report(args, url, built, generator, captured: Response, total: int, listings: int,
-           service: Load, bare: Load) -> None:
+def walk_pages(port: int, page_size: int) -> list[bytes]:
+    """The request of every page of the search, each with the token its previous page gave."""
+    bodies, token = [], None
+    while True:
+        body = envelope(page_size, token)
+        bodies.append(body)
+        root = etree.fromstring(post(port, body=body).body)
+        token = root.findtext(f".//{{{NS}}}NextPageToken")
+        if not token:
+            return bodies
+
+
+def _worker_rss(arbiter: int) -> float:
+    total = 0.0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            if int(stat.read_text().rsplit(")", 1)[1].split()[1]) != arbiter:
+                continue
+            status = (stat.parent / "status").read_text()
+        except (OSError, ValueError, IndexError):
+            continue
+        total += next(int(line.split()[1]) for line in status.splitlines() if line.startswith("VmRSS:")) / 1024
+    return total
+
+
+def measure(args, wrk, script, server: Server, on_postgres: bool, side: str) -> Load:
+    print(f"  {side}: {args.warmup:g} s warm-up, {args.seconds:g} s measured", file=sys.stderr)
+    wait_idle(args.wait_idle)
+    other: list[float] = []
+    cpu = CpuWatch(server.pid, on_postgres)
+    if wrk:
+        if args.warmup:
+            run_wrk(wrk, script, server.port, args.warmup, args.connections, args.threads)
+        with cpu.watch(other):
+            load = run_wrk(wrk, script, server.port, args.seconds, args.connections, args.threads,
+                           save_to=WORK_DIR / f"wrk-{side}.txt")
+    else:
+        with cpu.watch(other):  # the Python generator's warm-up included
+            load = run_python_load(server.port, args.warmup, args.seconds, args.connections)
+    load.other_cpu = other[0]
+    if load.errors:
+        sample = post(server.port)
+        print(f"    {load.errors:,} requests failed; one more answered {sample.status}: "
+              f"{sample.body[:300]!r}", file=sys.stderr)
+    return load
+
+
+def report(args, generator: str, built: dict, cases: list[Case]) -> None:
     print()
     print("SearchListings: mlsfeeds SOAP vs a bare WSGI app sending the same bytes")
-    print(f"  machine     {os.cpu_count()} CPUs; gunicorn.conf.py, {args.workers} sync workers per side")
-    print(f"  database    {_redact(url)}")
-    print(f"              {args.listings:,} listings over {args.sources} sources, {built}")
-    print(f"  request     StandardStatus=Active PropertyType=Residential Price {MIN_PRICE:,}..{MAX_PRICE:,}")
-    print(f"              SortBy=ListPrice PageSize={PAGE_SIZE}, HTTP Basic; {len(ENVELOPE):,}-byte envelope")
-    print(f"  response    {captured.status}, {len(captured.body):,} bytes ({captured.header('Content-Type')}), "
-          f"TotalCount {total:,}, {listings} ListingSummary")
+    print(f"  machine     {os.cpu_count()} CPUs; gunicorn.conf.py, {args.workers} workers per side")
+    for url, what in built.items():
+        print(f"  database    {_redact(url)}: {args.listings:,} listings over {args.sources} sources, {what}")
+    print(f"  request     StandardStatus=Active PropertyType=Residential Price {MIN_PRICE:,}..{MAX_PRICE:,}"
+          f" SortBy=ListPrice, HTTP Basic")
     print(f"  load        {generator}; {args.warmup:g} s warm-up + {args.seconds:g} s per side")
     print()
-    print(f"  {'side':<24} {'requests/s':>11} {'p50 ms':>8} {'p99 ms':>8} {'requests':>9} {'errors':>7} "
-          f"{'other CPU':>10}")
-    for name, load in (("mlsfeeds SOAP", service), ("bare WSGI, same bytes", bare)):
-        print(f"  {name:<24} {load.requests_per_s:>11.1f} {load.p50_ms:>8.2f} {load.p99_ms:>8.2f} "
-              f"{load.requests:>9,} {load.errors:>7,} {load.other_cpu:>10.1%}")
-    ratio = service.requests_per_s / bare.requests_per_s if bare.requests_per_s else float("nan")
+    print(f"  {'database':<10} {'size':>4} {'requests':<38} {'mlsfeeds r/s':>12} {'p99 ms':>7} "
+          f"{'bare r/s':>9} {'p99 ms':>7} {'ratio':>6} {'other CPU':>9} {'worker MB':>13}")
+    for case in cases:
+        noisy = max(case.service.other_cpu, case.bare.other_cpu)
+        rss = f"{case.service_rss[0]:.0f}->{case.service_rss[1]:.0f}"
+        print(f"  {case.database.split(':')[0].split('+')[0]:<10} {case.page_size:>4} {MODES[case.mode]:<38} "
+              f"{case.service.requests_per_s:>12.1f} {case.service.p99_ms:>7.2f} {case.bare.requests_per_s:>9.1f} "
+              f"{case.bare.p99_ms:>7.2f} {case.ratio:>6.3f} {noisy:>9.1%} {rss:>13}")
     print()
-    print(f"  throughput mlsfeeds / bare: {ratio:.3f}"
-          + (f" (the bare app serves {1 / ratio:.1f}x as many requests)" if ratio else ""))
-    print(f"  worker time per request ~ workers / (requests/s): mlsfeeds "
-          f"{args.workers / service.requests_per_s * 1000:.2f} ms, bare {args.workers / bare.requests_per_s * 1000:.2f} ms")
-    print("  (other CPU: the share of the machine's CPU time that processes outside the bench used "
-          "while that side was measured)")
-    if max(service.other_cpu, bare.other_cpu) > 0.05:
+    print("  ratio: mlsfeeds requests/s over the bare app's (the bare app answers every request with the")
+    print("  service's first response, so HTTP, gunicorn and the load generator cost the same on both sides).")
+    print("  other CPU: the share of the machine's CPU time other processes used while a side was measured;")
+    print("  worker MB: the service workers' resident memory before and after their run.")
+    if any(max(c.service.other_cpu, c.bare.other_cpu) > 0.05 for c in cases):
         print("  NOTE: other work was running on the machine; it skews these figures, run again when idle")
-    if service.errors or bare.errors:
-        print("  WARNING: some requests failed (see the errors column); the figures are suspect")
+    if any(c.service.errors or c.bare.errors for c in cases):
+        print("  WARNING: some requests failed; the figures are suspect")
 
 
 if __name__ == "__main__":

@@ -42,6 +42,7 @@ class Settings:
     max_request_bytes: int = 1024 * 1024
     header_timeout: int = 10
     body_timeout: int = 30
+    answer_cache_mb: int = 32
     environ: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
 
     @property
@@ -79,6 +80,7 @@ class Settings:
             max_request_bytes=_positive_int(env, "MLSFEEDS_MAX_REQUEST_BYTES") or 1024 * 1024,
             header_timeout=_positive_int(env, "MLSFEEDS_HEADER_TIMEOUT") or 10,
             body_timeout=_positive_int(env, "MLSFEEDS_BODY_TIMEOUT") or 30,
+            answer_cache_mb=_non_negative_int(env, "MLSFEEDS_ANSWER_CACHE_MB", 32),
             environ=env,
         )
 

@@ -100,6 +100,7 @@ def build_runtime(settings: Settings, engine: Engine, photo_urls: PhotoUrls | No
         photo_urls or PhotoUrls(settings.photo_base_url),
         Reader(engine),
         settings.max_request_bytes,
+        answers=AnswerCache(settings.answer_cache_mb * 1024 * 1024) if settings.answer_cache_mb else None,
     )
 
 

@@ -25,6 +25,7 @@ in its protocol (``render_error``: a SOAP fault on the SOAP endpoint).
 from __future__ import annotations
 
 import errno
+import gc
 import io
 import os
 import re
@@ -336,6 +337,10 @@ class BufferingWorker(base.Worker):
     # -- the loop ----------------------------------------------------------------------------
 
     def run(self) -> None:
+        # Everything the application built at start-up lives as long as the worker: frozen, the
+        # collector never walks it again, so no collection on the request path is a full one.
+        gc.collect()
+        gc.freeze()
         for listener in self.sockets:
             listener.setblocking(False)
         self.selector.register(self.PIPE[0], selectors.EVENT_READ, "wakeup")
