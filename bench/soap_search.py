@@ -596,6 +596,7 @@ class Case:
     response_bytes: int = 0
     service: Load | None = None
     bare: Load | None = None
+    peer: Load | None = None  # PHP's SoapServer over the same database (the "same" mode)
     service_rss: tuple[float, float] = (0.0, 0.0)  # the workers' resident MB before and after
 
     @property
@@ -674,6 +675,65 @@ def run_case(args, wrk: str | None, url: str, case: Case) -> None:
                   WORK_DIR / "gunicorn-bare.log") as server:
         check_same_response(captured, post(server.port, body=first))
         case.bare = measure(args, wrk, script, server, on_postgres, "bare")
+    if case.mode == "same" and (why := php_peer_missing(url)) is None:
+        print(f"PHP SoapServer peer: {label}", file=sys.stderr)
+        with php_peer(url, args.workers) as server:
+            peer_total, _ = check_search_response(post(server.port, body=first), case.page_size)
+            if peer_total != case.total:
+                raise BenchError(f"the PHP peer counted {peer_total:,} listings, the service {case.total:,}")
+            case.peer = measure(args, wrk, script, server, on_postgres, "peer")
+    elif case.mode == "same":
+        print(f"  no PHP peer: {why}", file=sys.stderr)
+
+
+PEER = ROOT / "bench" / "peer" / "server.php"
+
+
+def php_peer_missing(url: str) -> str | None:
+    """Why the PHP peer cannot run here, or None."""
+    php = shutil.which("php")
+    if php is None:
+        return "php is not installed (apt-get install php8.2-cli php8.2-soap php8.2-sqlite3 php8.2-pgsql)"
+    modules = subprocess.run([php, "-m"], capture_output=True, text=True).stdout.lower().split()
+    driver = "pdo_pgsql" if make_url(url).get_backend_name() == "postgresql" else "pdo_sqlite"
+    missing = [m for m in ("soap", driver) if m not in modules]
+    return f"php lacks {', '.join(missing)}" if missing else None
+
+
+def _pdo_dsn(url: str) -> str:
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        return f"sqlite:{parsed.database}"
+    parts = {"host": parsed.host, "port": parsed.port, "dbname": parsed.database, "user": parsed.username,
+             "password": parsed.password}
+    return "pgsql:" + ";".join(f"{k}={v}" for k, v in parts.items() if v)
+
+
+@contextmanager
+def php_peer(url: str, workers: int):
+    """PHP's built-in server (PHP_CLI_SERVER_WORKERS processes) running bench/peer/server.php,
+    in a process group of its own (its workers outlive a TERM to the parent)."""
+    port = free_port()
+    env = {**os.environ, "PHP_CLI_SERVER_WORKERS": str(workers), "MLSFEEDS_PEER_DSN": _pdo_dsn(url),
+           "MLSFEEDS_PEER_USER": USER, "MLSFEEDS_PEER_PASSWORD": PASSWORD,
+           "MLSFEEDS_PEER_WSDL": str(ROOT / "wsdl" / "mlsfeeds.wsdl")}
+    with open(WORK_DIR / "php-peer.log", "wb") as log:
+        process = subprocess.Popen(["php", "-S", f"127.0.0.1:{port}", str(PEER)], env=env, stdout=log,
+                                   stderr=subprocess.STDOUT, start_new_session=True)
+        try:
+            deadline = time.monotonic() + 30
+            while True:
+                try:
+                    post(port, timeout=10)
+                    break
+                except (OSError, http.client.HTTPException):
+                    if time.monotonic() > deadline or process.poll() is not None:
+                        raise BenchError(f"the PHP peer did not answer; see {WORK_DIR / 'php-peer.log'}")
+                    time.sleep(0.2)
+            yield Server(port, process.pid)
+        finally:
+            os.killpg(process.pid, 15)
+            process.wait(timeout=30)
 
 
 def walk_pages(port: int, page_size: int) -> list[bytes]:
@@ -734,16 +794,21 @@ def report(args, generator: str, built: dict, cases: list[Case]) -> None:
     print(f"  load        {generator}; {args.warmup:g} s warm-up + {args.seconds:g} s per side")
     print()
     print(f"  {'database':<10} {'size':>4} {'requests':<38} {'mlsfeeds r/s':>12} {'p99 ms':>7} "
-          f"{'bare r/s':>9} {'p99 ms':>7} {'ratio':>6} {'other CPU':>9} {'worker MB':>13}")
+          f"{'bare r/s':>9} {'p99 ms':>7} {'ratio':>6} {'PHP peer r/s':>12} {'vs PHP':>7} {'other CPU':>9} "
+          f"{'worker MB':>11}")
     for case in cases:
-        noisy = max(case.service.other_cpu, case.bare.other_cpu)
+        noisy = max(case.service.other_cpu, case.bare.other_cpu, case.peer.other_cpu if case.peer else 0)
         rss = f"{case.service_rss[0]:.0f}->{case.service_rss[1]:.0f}"
+        peer = f"{case.peer.requests_per_s:>12.1f} {case.service.requests_per_s / case.peer.requests_per_s:>6.1f}x" \
+            if case.peer and case.peer.requests_per_s else f"{'-':>12} {'-':>7}"
         print(f"  {case.database.split(':')[0].split('+')[0]:<10} {case.page_size:>4} {MODES[case.mode]:<38} "
               f"{case.service.requests_per_s:>12.1f} {case.service.p99_ms:>7.2f} {case.bare.requests_per_s:>9.1f} "
-              f"{case.bare.p99_ms:>7.2f} {case.ratio:>6.3f} {noisy:>9.1%} {rss:>13}")
+              f"{case.bare.p99_ms:>7.2f} {case.ratio:>6.3f} {peer} {noisy:>9.1%} {rss:>11}")
     print()
     print("  ratio: mlsfeeds requests/s over the bare app's (the bare app answers every request with the")
     print("  service's first response, so HTTP, gunicorn and the load generator cost the same on both sides).")
+    print("  PHP peer: bench/peer/server.php, PHP's SoapServer over the same database (PHP_CLI_SERVER_WORKERS")
+    print("  processes; a COUNT and a LIMIT'd page per call), the alternative a team would pick.")
     print("  other CPU: the share of the machine's CPU time other processes used while a side was measured;")
     print("  worker MB: the service workers' resident memory before and after their run.")
     if any(max(c.service.other_cpu, c.bare.other_cpu) > 0.05 for c in cases):
