@@ -66,6 +66,7 @@ class HttpError(Exception):
         super().__init__(message)
         self.status = status
         self.message = message
+        self.head: Head | None = None
 
     @property
     def status_line(self) -> str:
@@ -119,7 +120,11 @@ def parse_head(raw: bytes, limits: Limits) -> Head:
         raise HttpError(505, "only HTTP/1.0 and HTTP/1.1 are spoken here")
     headers = _parse_fields(lines[1:], limits)
     head = Head(parts[0].decode("ascii"), parts[1].decode("latin-1"), (major, minor), headers)
-    _frame(head)
+    try:
+        _frame(head)
+    except HttpError as exc:
+        exc.head = head  # enough to answer in the protocol of the path asked for
+        raise
     return head
 
 
@@ -461,15 +466,20 @@ class BufferingWorker(base.Worker):
             raise HttpError(413, f"the request body is larger than {self.limits.body} bytes")
         conn.deadline = time.monotonic() + self.body_timeout
         conn.body = ChunkedBody(self.limits.body) if head.chunked else bytearray()
-        if self._has_body(head) and hasattr(self.wsgi, "precheck"):
+        if not self._has_body(head):
+            return True
+        if hasattr(self.wsgi, "precheck"):
             environ = self._environ(conn, b"")
             environ["CONTENT_LENGTH"] = str(head.content_length or "")
             early = self._precheck(conn, environ)
             if early is not None:
                 self._respond(conn, *early, close=True, environ=environ, started=conn.started)
                 return False
-            if head.expect_continue:
+        if head.expect_continue:
+            try:
                 conn.sock.send(b"HTTP/1.1 100 Continue\r\n\r\n")
+            except (BlockingIOError, InterruptedError):
+                pass  # the client sends its body anyway once it tires of waiting
         return True
 
     @staticmethod
@@ -520,6 +530,7 @@ class BufferingWorker(base.Worker):
     def _refuse(self, conn: Connection, error: HttpError) -> None:
         self.log.warning("Invalid request from ip=%s: %s", conn.addr[0], error.message)
         renderer = getattr(self.wsgi, "render_error", None)
+        conn.head = conn.head or error.head
         environ = self._environ(conn, b"") if conn.head else None
         response = None
         if renderer is not None and environ is not None:

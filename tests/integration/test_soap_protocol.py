@@ -349,3 +349,70 @@ def test_access_lines_carry_a_timestamp(service):
     time.sleep(0.3)
     access = [line for line in log.read_text().splitlines() if '"POST /soap HTTP/1.1" 200' in line]
     assert access and re.match(r"\[\d\d/\w{3}/\d{4}:\d\d:\d\d:\d\d [+-]\d{4}\] ", access[-1]), access[-1:]
+
+
+# -- HTTP as clients really speak it --------------------------------------------------------
+
+def test_a_chunked_request_body_is_read(port):
+    import socket
+
+    from tests.support.http import read_reply
+
+    body = envelope(STATUS)
+    chunks = b"".join(b"%x\r\n%s\r\n" % (len(body[i:i + 100]), body[i:i + 100]) for i in range(0, len(body), 100))
+    head = (f"POST /soap HTTP/1.1\r\nHost: x\r\nContent-Type: text/xml; charset=utf-8\r\n"
+            f"Authorization: {ALICE['Authorization']}\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n")
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(head.encode() + chunks + b"0\r\n\r\n")
+        assert read_reply(sock).status == 200
+
+
+def test_one_keep_alive_connection_carries_pipelined_requests(port):
+    import socket
+
+    from tests.support.http import read_reply
+
+    body = envelope(STATUS)
+    request = (f"POST /soap HTTP/1.1\r\nHost: x\r\nContent-Type: text/xml; charset=utf-8\r\n"
+               f"Content-Length: {len(body)}\r\nAuthorization: {ALICE['Authorization']}\r\n\r\n").encode() + body
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(request * 3)  # three at once, before reading any answer
+        replies = [read_reply(sock) for _ in range(3)]
+        assert [r.status for r in replies] == [200, 200, 200]
+        assert all(r.headers["connection"] == "keep-alive" for r in replies)
+        sock.sendall(request)  # and the connection is still good afterwards
+        assert read_reply(sock).status == 200
+
+
+def test_http_1_0_gets_its_answer_and_the_connection_closes(port):
+    import socket
+
+    from tests.support.http import read_reply
+
+    body = envelope(STATUS)
+    request = (f"POST /soap HTTP/1.0\r\nContent-Type: text/xml; charset=utf-8\r\nContent-Length: {len(body)}\r\n"
+               f"Authorization: {ALICE['Authorization']}\r\n\r\n").encode() + body
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(request)
+        reply = read_reply(sock)
+        assert reply.status == 200 and reply.headers["connection"] == "close"
+        assert sock.recv(10) == b""
+
+
+@pytest.mark.parametrize("request_bytes,status", [
+    (b"POST /soap HTTP/1.1\r\nContent-Length: 2000000\r\n\r\n", 413),
+    (b"POST /soap HTTP/1.1\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n", 400),
+    (b"GARBAGE\r\n\r\n", 400),
+    (b"GET /" + b"x" * 9000 + b" HTTP/1.1\r\n\r\n", 414),
+])
+def test_requests_the_worker_refuses_are_answered_not_dropped(port, request_bytes, status):
+    reply = exchange(port, request_bytes, timeout=10)
+    assert reply.status == status
+    if b"/soap" in request_bytes[:12]:
+        assert reply.fault[0] == "Client"
+
+
+def test_wsdl_and_health_answer_get_and_other_methods_are_told_what_to_do(port):
+    assert exchange(port, b"GET /soap?wsdl HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").status == 200
+    assert exchange(port, b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").status == 200
+    assert exchange(port, b"PUT /soap HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nConnection: close\r\n\r\n").status == 405

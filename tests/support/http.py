@@ -52,8 +52,11 @@ def exchange(port: int, data: bytes, timeout: float = 30) -> Reply:
         return read_reply(sock)
 
 
+_leftovers: dict[int, bytes] = {}  # bytes read past one response, by socket (pipelining)
+
+
 def read_reply(sock: socket.socket) -> Reply:
-    buffer = b""
+    buffer = _leftovers.pop(sock.fileno(), b"")
     while b"\r\n\r\n" not in buffer:
         chunk = sock.recv(65536)
         if not chunk:
@@ -64,11 +67,15 @@ def read_reply(sock: socket.socket) -> Reply:
     status = int(lines[0].split()[1])
     headers = {k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:])}
     if status == 100:
-        return Reply(100, headers, body)
+        if body:
+            _leftovers[sock.fileno()] = body
+        return Reply(100, headers, b"")
     length = int(headers.get("content-length", -1))
     while length < 0 or len(body) < length:
         chunk = sock.recv(65536)
         if not chunk:
             break
         body += chunk
+    if length >= 0 and len(body) > length:
+        _leftovers[sock.fileno()] = body[length:]
     return Reply(status, headers, body[:length] if length >= 0 else body)
