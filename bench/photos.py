@@ -48,7 +48,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from core.s3fast import FastS3Client, Upload, boto3_credentials, upload_many  # noqa: E402
-from core.storage import s3_client  # noqa: E402
+from core.storage import S3ObjectStore, s3_store  # noqa: E402
+from tests.support.s3 import s3_client  # noqa: E402
 
 BENCH_DIR = ROOT / "var" / "bench"
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
@@ -108,24 +109,28 @@ def side_s3fast(target: Target, folder: Path, bucket: str, workers: int) -> None
         raise RuntimeError(f"{len(failed)} uploads failed, e.g. {failed[0].error}")
 
 
-def side_boto3(target: Target, folder: Path, bucket: str, workers: int) -> None:
+def side_obstore(target: Target, folder: Path, bucket: str, workers: int) -> None:
+    """The application's S3ObjectStore (obstore) from a pool of threads, as the jobs use it."""
     from concurrent.futures import ThreadPoolExecutor
 
-    client = s3_client(target.endpoint_url, workers)
-
-    def put(upload: Upload) -> None:
-        data = upload.read()
-        client.put_object(Bucket=bucket, Key=upload.key, Body=data, ContentType="image/jpeg",
-                          ContentMD5=_b64md5(data))
-
+    store = S3ObjectStore(s3_store(bucket, target.endpoint_url, workers), bucket)
     with ThreadPoolExecutor(workers) as pool:
-        list(pool.map(put, uploads(folder)))
+        list(pool.map(lambda upload: store.put_file(upload.key, upload.path, "image/jpeg"), uploads(folder)))
 
 
-def _b64md5(data: bytes) -> str:
-    import base64
+def side_boto3(target: Target, folder: Path, bucket: str, workers: int) -> None:
+    """boto3 tuned: a pool as large as the concurrency, s3transfer's TransferManager running
+    ``workers`` requests at once (what ``upload_file`` does for one file, for all of them)."""
+    from boto3.s3.transfer import TransferConfig
+    from s3transfer.manager import TransferManager
 
-    return base64.b64encode(hashlib.md5(data).digest()).decode()
+    client = s3_client(target.endpoint_url, workers + 4)
+    config = TransferConfig(max_concurrency=workers, multipart_threshold=64 * 1024 * 1024)
+    with TransferManager(client, config) as manager:
+        futures = [manager.upload(str(u.path), bucket, u.key, extra_args={"ContentType": "image/jpeg"})
+                   for u in uploads(folder)]
+        for future in futures:
+            future.result()
 
 
 def side_migrate(target: Target, folder: Path, bucket: str, workers: int) -> None:
@@ -261,17 +266,22 @@ def report(results: dict[str, list[Run]], files: int, total: int, rounds: int, b
 
 def sides(args) -> dict[str, Callable[[Target, Path, str], None]]:
     chosen = {
-        f"mlsfeeds s3fast.upload_many ({args.workers} threads)":
+        f"obstore S3ObjectStore.put_file ({args.workers} threads)":
+            lambda t, f, b: side_obstore(t, f, b, args.workers),
+        f"hand-written SigV4 s3fast.upload_many ({args.workers} threads)":
             lambda t, f, b: side_s3fast(t, f, b, args.workers),
+        f"boto3 + s3transfer TransferManager ({args.workers})":
+            lambda t, f, b: side_boto3(t, f, b, args.workers),
         f"mlsfeeds images migrate ({args.migrate_workers} workers, manifest)":
             lambda t, f, b: side_migrate(t, f, b, args.migrate_workers),
         f"rclone copy --transfers {args.transfers}":
             lambda t, f, b: side_rclone(t, f, b, args.transfers),
     }
+    if args.skip:
+        chosen = {name: side for name, side in chosen.items() if not any(s in name for s in args.skip.split(","))}
     if args.references:
         chosen[f"  ref: rclone ... --s3-no-head --s3-no-check-bucket"] = \
             lambda t, f, b: side_rclone(t, f, b, args.transfers, ("--s3-no-head", "--s3-no-check-bucket"))
-        chosen[f"  ref: boto3 put_object ({args.workers} threads)"] = lambda t, f, b: side_boto3(t, f, b, args.workers)
     return chosen
 
 
@@ -304,6 +314,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--transfers", type=int, default=32, help="rclone --transfers (default 32)")
     parser.add_argument("--endpoint-url", help="an S3 endpoint to use instead of a local SeaweedFS")
     parser.add_argument("--no-references", dest="references", action="store_false")
+    parser.add_argument("--skip", default="", metavar="WORDS", help="leave out sides whose name holds one of "
+                        "these comma-separated words (e.g. migrate,job)")
     parser.add_argument("--wait-idle", type=float, default=60, metavar="SECONDS",
                         help="before each run, wait up to this long for the CPUs to be under 10%% busy")
     args = parser.parse_args(argv)
