@@ -245,8 +245,8 @@ class S3ObjectStore:
         while (page := self._call(prefix, next, pages, None)) is not None:
             for meta in page:
                 if not meta["path"].startswith(full):
-                    if meta["path"] > full:
-                        return  # keys come sorted: past the prefix
+                    if meta["path"].split("/") > full.split("/"):
+                        return  # past the prefix, whether the server lists in byte order or folder by folder
                     continue
                 yield ObjectInfo(meta["path"][len(self.prefix):], meta["size"], _etag(meta))
 
@@ -329,10 +329,11 @@ class _Body(io.RawIOBase):
         return n
 
 
-def s3_store(bucket: str, endpoint_url: str | None, connections: int = 64, session=None):
+def s3_store(bucket: str, endpoint_url: str | None, connections: int = 64, session=None, retry: dict | None = None):
     """An obstore S3Store for ``bucket``: credentials and region from boto3's usual chain
     (environment, profile, instance role), path-style addressing, plain HTTP allowed for a
-    custom endpoint (SeaweedFS, MinIO on a private network)."""
+    custom endpoint (SeaweedFS, MinIO on a private network). ``retry``: obstore's RetryConfig
+    (default: 10 retries within 3 minutes, backoff from 100 ms doubling to 15 s)."""
     import boto3
     from obstore.auth.boto3 import Boto3CredentialProvider
     from obstore.store import S3Store
@@ -348,7 +349,7 @@ def s3_store(bucket: str, endpoint_url: str | None, connections: int = 64, sessi
         config.update(endpoint=endpoint_url.rstrip("/"), virtual_hosted_style_request=False)
     # The payload goes unsigned (the ETag check above proves the bytes), as rclone and the
     # AWS SDKs do for PUTs: hashing every body with SHA-256 only to sign it costs CPU for nothing.
-    return S3Store(bucket, config=config, client_options=options,
+    return S3Store(bucket, config=config, client_options=options, retry_config=retry,
                    credential_provider=Boto3CredentialProvider(session))
 
 

@@ -119,6 +119,15 @@ def same_content(found: ObjectInfo, payload: Payload) -> bool:
     return found.etag == payload.md5
 
 
+def _folders(key: str) -> list[str]:
+    return key.split("/")
+
+
+def _covered(key: str, last: str) -> bool:
+    """Whether a listing that reached ``last`` has passed ``key``, whichever order it lists in."""
+    return key <= last and _folders(key) <= _folders(last)
+
+
 def content_type(key: str) -> str | None:
     return mimetypes.guess_type(key)[0]
 
@@ -217,28 +226,31 @@ class S3Destination:
         if not keys:
             return {}
         wanted = sorted(keys)
-        found, listed_to = self._list_range(wanted)
+        found, last = self._list_range(wanted)
         for key in wanted:
-            if key > listed_to and key not in found:  # beyond what the listing reached
-                info = self.store.head(key)
+            if last is not None and key not in found and not _covered(key, last):
+                info = self.store.head(key)  # beyond what the listing reached
                 if info is not None:
                     found[key] = info
         return found
 
-    def _list_range(self, wanted: list[str]) -> tuple[dict[str, ObjectInfo], str]:
+    def _list_range(self, wanted: list[str]) -> tuple[dict[str, ObjectInfo], str | None]:
         """Objects among ``wanted`` (sorted keys) found by listing their range, and the last key
-        the listing reached (everything up to it is known)."""
-        want, found, last = set(wanted), {}, ""
-        listing = self.store.list(os.path.commonprefix(wanted), start_after=wanted[0][:-1])
-        for count, info in enumerate(listing, 1):
+        the listing reached when it stopped short (None: every wanted key was covered).
+
+        AWS lists in byte order, SeaweedFS folder by folder: the listing has covered a key once
+        it went past it in both orders."""
+        want, found, last = set(wanted), {}, None
+        top, top_in_folders = wanted[-1], max(wanted, key=_folders)
+        for count, info in enumerate(self.store.list(os.path.commonprefix(wanted), start_after=wanted[0][:-1]), 1):
             if info.key in want:
                 found[info.key] = info
             last = info.key
-            if last >= wanted[-1]:
-                break
+            if _covered(top, last) and _covered(top_in_folders, last):
+                return found, None
             if count >= MAX_LISTED:
                 return found, last
-        return found, wanted[-1]
+        return found, None
 
     def put(self, key: str, payload: Payload) -> None:
         data = payload.data  # the store checks the ETag the server answers against the MD5
