@@ -12,8 +12,8 @@ copies the same files into a fresh bucket per run with:
 
 * ``obstore``: the application's ``S3ObjectStore`` (obstore, the Rust object_store crate),
   ``put_file`` from ``--workers`` threads, as the jobs use it;
-* ``s3fast``: the hand-written SigV4 uploader (``core.s3fast.upload_many``), while it is in
-  the tree (bench/README.md keeps the last table that measured it);
+* (the hand-written SigV4 uploader ``core/s3fast.py`` was measured here too until it lost to
+  obstore and left the tree: bench/README.md keeps that table);
 * ``boto3 + s3transfer``: a pool as large as the concurrency, s3transfer's TransferManager
   running ``--workers`` uploads at once;
 * ``migrate``: ``mlsfeeds images migrate FOLDER s3://bucket`` as a subprocess, with its
@@ -107,19 +107,6 @@ def uploads(folder: Path):
 
 
 # -- the sides --------------------------------------------------------------------------------
-
-def side_s3fast(target: Target, folder: Path, bucket: str, workers: int) -> None:
-    """The hand-written SigV4 uploader, while it is in the tree (see bench/README.md)."""
-    from core.s3fast import FastS3Client, Upload, boto3_credentials, upload_many
-
-    provider, region = boto3_credentials()
-    client = FastS3Client(target.endpoint_url, provider, region)
-    failed = [o for o in upload_many(client, bucket, (Upload(k, path=p, content_type="image/jpeg")
-                                                      for k, p in uploads(folder)), workers) if o.error]
-    client.close()
-    if failed:
-        raise RuntimeError(f"{len(failed)} uploads failed, e.g. {failed[0].error}")
-
 
 def side_obstore(target: Target, folder: Path, bucket: str, workers: int) -> None:
     """The application's S3ObjectStore (obstore) from a pool of threads, as the jobs use it."""
@@ -320,9 +307,6 @@ def sides(args) -> dict[str, Callable[[Target, Path, str], None]]:
         f"rclone copy --transfers {args.transfers}":
             lambda t, f, b: side_rclone(t, f, b, args.transfers),
     }
-    if _have_s3fast():
-        chosen[f"hand-written SigV4 s3fast.upload_many ({args.workers} threads)"] = \
-            lambda t, f, b: side_s3fast(t, f, b, args.workers)
     if args.postgres_url:
         chosen[f"mlsfeeds images migrate, 2 processes x {args.migrate_workers // 2} workers, PostgreSQL"] = \
             lambda t, f, b: side_migrate_shared(t, f, b, args.migrate_workers // 2, args.postgres_url)
@@ -332,12 +316,6 @@ def sides(args) -> dict[str, Callable[[Target, Path, str], None]]:
         chosen[f"  ref: rclone ... --s3-no-head --s3-no-check-bucket"] = \
             lambda t, f, b: side_rclone(t, f, b, args.transfers, ("--s3-no-head", "--s3-no-check-bucket"))
     return chosen
-
-
-def _have_s3fast() -> bool:
-    from importlib.util import find_spec
-
-    return find_spec("core.s3fast") is not None
 
 
 def ensure_rclone() -> None:
@@ -367,7 +345,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--files", type=int, default=5000)
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--workers", type=int, default=32, help="s3fast and boto3 threads (default 32)")
+    parser.add_argument("--workers", type=int, default=32, help="obstore and boto3 threads (default 32)")
     parser.add_argument("--migrate-workers", type=int, default=16, help="migrate --workers (default 16)")
     parser.add_argument("--transfers", type=int, default=32, help="rclone --transfers (default 32)")
     parser.add_argument("--endpoint-url", help="an S3 endpoint to use instead of a local SeaweedFS")
