@@ -53,7 +53,7 @@ reason); 2 bad arguments or settings; 128+N stopped by signal N (resumable).
 
 def add_commands(commands) -> None:
     """Add ``images`` and its subcommands to the top-level subparsers."""
-    images = commands.add_parser("images", help="photos: migrate an existing archive").add_subparsers(
+    images = commands.add_parser("images", help="photos: migrate an existing archive (on many hosts at once)").add_subparsers(
         title="images commands")
     migrate = images.add_parser(
         "migrate", help="copy a photo archive (folder, FTP, HTTP) into the object store, resumably",
@@ -63,7 +63,7 @@ def add_commands(commands) -> None:
 
 
 def _migrate_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("source", metavar="SRC", help="the archive: folder, ftp://..., http(s)://...")
+    parser.add_argument("source", metavar="SRC", help="the archive: folder, ftp(s)://..., sftp://..., http(s)://...")
     parser.add_argument("dest", metavar="DEST", help="s3://bucket[/prefix] or a folder")
     parser.add_argument("--endpoint-url", metavar="URL",
                         help="S3-compatible endpoint for an s3:// DEST (default: MLSFEEDS_S3_ENDPOINT_URL, else AWS)")
