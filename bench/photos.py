@@ -1,40 +1,48 @@
-"""Photo ingest into SeaweedFS: our uploader and migration tool against ``rclone copy``.
+"""Photos into S3 at the scale of the business: every S3 client we could use, the migration,
+the nightly photo job and the migration's memory, side by side with rclone, in one run.
 
-    python -m bench.photos [--files 5000] [--rounds 3] [--workers 32] [--migrate-workers 16]
-                           [--transfers 32] [--endpoint-url URL] [--no-references]
+    python -m bench.photos [--part uploads,job,memory] [--files 5000] [--rounds 3] [--workers 32]
+                           [--migrate-workers 16] [--transfers 32] [--postgres-url URL]
+                           [--endpoint-url URL] [--no-references] [--skip WORDS]
 
-Writes ``--files`` photo-like files of 20-60 KB (a JPEG header, then random bytes) under
-``var/bench/``, starts SeaweedFS (``weed server ... -s3`` on loopback, with an identities file,
-as the tests do; or uses ``--endpoint-url`` with the AWS_* credentials), and copies the same
-files into a fresh bucket per run with:
+Part ``uploads`` writes ``--files`` photo-like files of 20-60 KB (a JPEG header, then random
+bytes) under ``var/bench/``, starts SeaweedFS (``weed server ... -s3`` on loopback, with an
+identities file, as the tests do; or uses ``--endpoint-url`` with the AWS_* credentials), and
+copies the same files into a fresh bucket per run with:
 
-* ``s3fast``: ``core.s3fast.upload_many`` (lean SigV4 PUTs, Content-MD5, ETag checked), in
-  this process, ``--workers`` threads;
+* ``obstore``: the application's ``S3ObjectStore`` (obstore, the Rust object_store crate),
+  ``put_file`` from ``--workers`` threads, as the jobs use it;
+* (the hand-written SigV4 uploader ``core/s3fast.py`` was measured here too until it lost to
+  obstore and left the tree: bench/README.md keeps that table);
+* ``boto3 + s3transfer``: a pool as large as the concurrency, s3transfer's TransferManager
+  running ``--workers`` uploads at once;
 * ``migrate``: ``mlsfeeds images migrate FOLDER s3://bucket`` as a subprocess, with its
-  SQLite manifest, destination probes and verification, ``--migrate-workers`` workers;
+  SQLite manifest, destination probes and verification, ``--migrate-workers`` workers; with
+  ``--postgres-url``, also two processes sharing one job in a fresh PostgreSQL database;
 * ``rclone``: ``rclone copy --transfers 32 FOLDER bench:bucket`` (configured through
-  RCLONE_CONFIG_BENCH_* variables: provider Other, path style, the endpoint);
+  RCLONE_CONFIG_BENCH_* variables: provider Other, path style, the endpoint), the baseline;
 * references (unless ``--no-references``): rclone with ``--s3-no-head --s3-no-check-bucket``
-  (rclone's leanest: no HEAD after each PUT), and boto3 ``put_object`` from ``--workers``
-  threads (what s3fast replaces).
+  (rclone's leanest: no HEAD after each PUT).
+
+Part ``job`` is ``bench.photo_job`` (the photo job from the sandbox's HTTP and FTP MLS against
+rclone copying the same files); part ``memory`` is ``bench.migrate_memory`` (peak resident
+memory of a 1,000,000-file migration).
 
 Every run is checked afterwards (object count and total size in the bucket). The sides take
 turns, ``--rounds`` times, in rotating order, each after waiting (up to ``--wait-idle`` s) for
 the machine to be idle; the table shows the median run of each side: objects/s, MB/s, CPU per
-object of the client and of the weed server, the ratio to ``rclone copy --transfers 32``, and
-the share of CPU other processes took meanwhile. Figures, not assertions: the client, the
-server and anything else running share the machine's cores.
+object of the client and of the server, the ratio to the baseline, and the share of CPU other
+processes took meanwhile. Figures, not assertions: the client, the server and anything else
+running share the machine's cores.
 """
 
 from __future__ import annotations
 
 import argparse
-import hashlib
 import os
 import random
 import resource
 import shutil
-import statistics
 import subprocess
 import sys
 import time
@@ -47,8 +55,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from core.s3fast import FastS3Client, Upload, boto3_credentials, upload_many  # noqa: E402
-from core.storage import s3_client  # noqa: E402
+from core.storage import S3ObjectStore, s3_store  # noqa: E402
+from tests.support.s3 import s3_client  # noqa: E402
 
 BENCH_DIR = ROOT / "var" / "bench"
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
@@ -93,39 +101,35 @@ def photo_files(count: int, min_kb: int, max_kb: int, seed: int = 7) -> tuple[Pa
 
 
 def uploads(folder: Path):
+    """(key, path) of every file, in name order."""
     for path in sorted(folder.rglob("*.jpg")):
-        yield Upload(path.relative_to(folder).as_posix(), path=path, content_type="image/jpeg")
+        yield path.relative_to(folder).as_posix(), path
 
 
 # -- the sides --------------------------------------------------------------------------------
 
-def side_s3fast(target: Target, folder: Path, bucket: str, workers: int) -> None:
-    provider, region = boto3_credentials()
-    client = FastS3Client(target.endpoint_url, provider, region)
-    failed = [o for o in upload_many(client, bucket, uploads(folder), workers) if o.error]
-    client.close()
-    if failed:
-        raise RuntimeError(f"{len(failed)} uploads failed, e.g. {failed[0].error}")
+def side_obstore(target: Target, folder: Path, bucket: str, workers: int) -> None:
+    """The application's S3ObjectStore (obstore) from a pool of threads, as the jobs use it."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    store = S3ObjectStore(s3_store(bucket, target.endpoint_url, workers), bucket)
+    with ThreadPoolExecutor(workers) as pool:
+        list(pool.map(lambda item: store.put_file(item[0], item[1], "image/jpeg"), uploads(folder)))
 
 
 def side_boto3(target: Target, folder: Path, bucket: str, workers: int) -> None:
-    from concurrent.futures import ThreadPoolExecutor
+    """boto3 tuned: a pool as large as the concurrency, s3transfer's TransferManager running
+    ``workers`` requests at once (what ``upload_file`` does for one file, for all of them)."""
+    from boto3.s3.transfer import TransferConfig
+    from s3transfer.manager import TransferManager
 
-    client = s3_client(target.endpoint_url, workers)
-
-    def put(upload: Upload) -> None:
-        data = upload.read()
-        client.put_object(Bucket=bucket, Key=upload.key, Body=data, ContentType="image/jpeg",
-                          ContentMD5=_b64md5(data))
-
-    with ThreadPoolExecutor(workers) as pool:
-        list(pool.map(put, uploads(folder)))
-
-
-def _b64md5(data: bytes) -> str:
-    import base64
-
-    return base64.b64encode(hashlib.md5(data).digest()).decode()
+    client = s3_client(target.endpoint_url, workers + 4)
+    config = TransferConfig(max_concurrency=workers, multipart_threshold=64 * 1024 * 1024)
+    with TransferManager(client, config) as manager:
+        futures = [manager.upload(str(path), bucket, key, extra_args={"ContentType": "image/jpeg"})
+                   for key, path in uploads(folder)]
+        for future in futures:
+            future.result()
 
 
 def side_migrate(target: Target, folder: Path, bucket: str, workers: int) -> None:
@@ -136,6 +140,38 @@ def side_migrate(target: Target, folder: Path, bucket: str, workers: int) -> Non
     _timed_child(lambda: _check([sys.executable, "-m", "mlsfeeds", "images", "migrate", str(folder),
                                  f"s3://{bucket}", "--workers", str(workers)], env))
     database.unlink(missing_ok=True)
+
+
+def side_migrate_shared(target: Target, folder: Path, bucket: str, workers: int, postgres_url: str,
+                        processes: int = 2) -> None:
+    """``processes`` migrate processes sharing one job in a fresh PostgreSQL database."""
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+
+    name = f"mlsfeeds_bench_{uuid.uuid4().hex[:8]}"
+    admin = create_engine(postgres_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f"CREATE DATABASE {name}"))
+    url = make_url(postgres_url).set(database=name).render_as_string(hide_password=False)
+    env = {**os.environ, "MLSFEEDS_DATABASE_URL": url, "MLSFEEDS_SECRET_KEY": "bench",
+           "MLSFEEDS_S3_ENDPOINT_URL": target.endpoint_url}
+    try:
+        _check([sys.executable, "-m", "mlsfeeds", "db", "upgrade"], env)
+        command = [sys.executable, "-m", "mlsfeeds", "images", "migrate", str(folder), f"s3://{bucket}",
+                   "--workers", str(workers)]
+        _timed_child(lambda: _all_succeed([subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
+                                                            stderr=subprocess.PIPE) for _ in range(processes)]))
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+        admin.dispose()
+
+
+def _all_succeed(children: list[subprocess.Popen]) -> None:
+    for child in children:
+        _, err = child.communicate()
+        if child.returncode != 0:
+            raise RuntimeError(f"a migrate process exited {child.returncode}: {err.decode()[-2000:]}")
 
 
 def side_rclone(target: Target, folder: Path, bucket: str, transfers: int, extra: tuple[str, ...] = ()) -> None:
@@ -237,12 +273,13 @@ def median_run(runs: list[Run]) -> Run:
     return sorted(runs, key=lambda r: r.seconds)[len(runs) // 2]
 
 
-def report(results: dict[str, list[Run]], files: int, total: int, rounds: int, baseline: str) -> str:
+def report(results: dict[str, list[Run]], files: int, total: int, rounds: int, baseline: str,
+           title: str = "photo ingest into SeaweedFS") -> str:
     base = median_run(results[baseline]) if baseline in results else None
-    lines = [f"photo ingest into SeaweedFS: {files:,} files of 20-60 KB ({total / 1e6:,.1f} MB), "
+    lines = [f"{title}: {files:,} files ({total / 1e6:,.1f} MB), "
              f"{os.cpu_count()} CPUs, median of {rounds} rounds, each run into a fresh bucket",
              f"{'side':<48} {'objects/s':>10} {'MB/s':>7} {'client CPU/obj':>15} {'server CPU/obj':>15} "
-             f"{'vs rclone':>10} {'other CPU':>10}   all runs (objects/s)"]
+             f"{'vs base':>10} {'other CPU':>10}   all runs (objects/s)"]
     for side, runs in results.items():
         run = median_run(runs)
         rate = run.objects / run.seconds
@@ -261,17 +298,23 @@ def report(results: dict[str, list[Run]], files: int, total: int, rounds: int, b
 
 def sides(args) -> dict[str, Callable[[Target, Path, str], None]]:
     chosen = {
-        f"mlsfeeds s3fast.upload_many ({args.workers} threads)":
-            lambda t, f, b: side_s3fast(t, f, b, args.workers),
+        f"obstore S3ObjectStore.put_file ({args.workers} threads)":
+            lambda t, f, b: side_obstore(t, f, b, args.workers),
+        f"boto3 + s3transfer TransferManager ({args.workers})":
+            lambda t, f, b: side_boto3(t, f, b, args.workers),
         f"mlsfeeds images migrate ({args.migrate_workers} workers, manifest)":
             lambda t, f, b: side_migrate(t, f, b, args.migrate_workers),
         f"rclone copy --transfers {args.transfers}":
             lambda t, f, b: side_rclone(t, f, b, args.transfers),
     }
+    if args.postgres_url:
+        chosen[f"mlsfeeds images migrate, 2 processes x {args.migrate_workers // 2} workers, PostgreSQL"] = \
+            lambda t, f, b: side_migrate_shared(t, f, b, args.migrate_workers // 2, args.postgres_url)
+    if args.skip:
+        chosen = {name: side for name, side in chosen.items() if not any(s in name for s in args.skip.split(","))}
     if args.references:
         chosen[f"  ref: rclone ... --s3-no-head --s3-no-check-bucket"] = \
             lambda t, f, b: side_rclone(t, f, b, args.transfers, ("--s3-no-head", "--s3-no-check-bucket"))
-        chosen[f"  ref: boto3 put_object ({args.workers} threads)"] = lambda t, f, b: side_boto3(t, f, b, args.workers)
     return chosen
 
 
@@ -286,9 +329,12 @@ def ensure_rclone() -> None:
 
 def target_from(args, stack: ExitStack) -> Target:
     if args.endpoint_url:
-        provider, region = boto3_credentials()
-        credentials = provider()
-        return Target(args.endpoint_url, credentials.access_key, credentials.secret_key, region, None)
+        import boto3
+
+        session = boto3.session.Session()
+        credentials = session.get_credentials().get_frozen_credentials()
+        return Target(args.endpoint_url, credentials.access_key, credentials.secret_key,
+                      session.region_name or "us-east-1", None)
     from tests.support.s3 import seaweedfs
 
     server = stack.enter_context(seaweedfs())
@@ -299,21 +345,39 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--files", type=int, default=5000)
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--workers", type=int, default=32, help="s3fast and boto3 threads (default 32)")
+    parser.add_argument("--workers", type=int, default=32, help="obstore and boto3 threads (default 32)")
     parser.add_argument("--migrate-workers", type=int, default=16, help="migrate --workers (default 16)")
     parser.add_argument("--transfers", type=int, default=32, help="rclone --transfers (default 32)")
     parser.add_argument("--endpoint-url", help="an S3 endpoint to use instead of a local SeaweedFS")
+    parser.add_argument("--postgres-url", help="a PostgreSQL server URL: adds two migrate processes sharing a job")
+    parser.add_argument("--part", default="uploads,job", metavar="PARTS",
+                        help="uploads (uploaders and migrate against rclone), job (the photo job: "
+                        "bench.photo_job), memory (1,000,000-file migration: bench.migrate_memory)")
+    parser.add_argument("--listings", type=int, default=560, help="job part: sandbox listings per source")
     parser.add_argument("--no-references", dest="references", action="store_false")
+    parser.add_argument("--skip", default="", metavar="WORDS", help="leave out sides whose name holds one of "
+                        "these comma-separated words (e.g. migrate,job)")
     parser.add_argument("--wait-idle", type=float, default=60, metavar="SECONDS",
                         help="before each run, wait up to this long for the CPUs to be under 10%% busy")
     args = parser.parse_args(argv)
     ensure_rclone()
     BENCH_DIR.mkdir(parents=True, exist_ok=True)
-    folder, total = photo_files(args.files, 20, 60)
+    parts = args.part.split(",")
     with ExitStack() as stack:
         target = target_from(args, stack)
-        results = run_rounds(sides(args), target, folder, (args.files, total), args.rounds, args.wait_idle)
-    print(report(results, args.files, total, args.rounds, f"rclone copy --transfers {args.transfers}"))
+        if "uploads" in parts:
+            folder, total = photo_files(args.files, 20, 60)
+            results = run_rounds(sides(args), target, folder, (args.files, total), args.rounds, args.wait_idle)
+            print(report(results, args.files, total, args.rounds, f"rclone copy --transfers {args.transfers}",
+                         title="photo files (20-60 KB) into SeaweedFS"), flush=True)
+        if "job" in parts:
+            from bench import photo_job
+
+            print("\n" + photo_job.run(target, args.listings, args.rounds, 16, args.transfers, args.wait_idle), flush=True)
+    if "memory" in parts:
+        from bench import migrate_memory
+
+        print("\n" + migrate_memory.run(1_000_000, 8, None), flush=True)
     return 0
 
 

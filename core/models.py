@@ -24,6 +24,7 @@ from sqlalchemy import (
     Text,
     Time,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -328,6 +329,10 @@ class MigrationJob(Base):
     key_mapping: Mapped[str | None] = mapped_column(String(512))
     status: Mapped[str] = mapped_column(String(16), default="listing")  # listing|copying|done
     listed_complete: Mapped[bool] = mapped_column(Boolean, default=False)
+    # The process listing the archive into the manifest, and until when its lease holds: one
+    # lister at a time; another takes over when the lease runs out (a dead lister).
+    lister: Mapped[str | None] = mapped_column(String(64))
+    lister_expires_at: Mapped[dt.datetime | None]
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
     finished_at: Mapped[dt.datetime | None]
@@ -349,9 +354,14 @@ class MigrationItem(Base):
     dest_key: Mapped[str] = mapped_column(Text)
     size: Mapped[int | None] = mapped_column(BigId)
     md5: Mapped[str | None] = mapped_column(String(32))
-    # pending | copying (claimed; back to pending when a run restarts) | copied | skipped | failed
+    # pending | copying (claimed by lease_owner until lease_expires_at; any process takes it
+    # over after that) | copied | skipped | failed
     status: Mapped[str] = mapped_column(String(16), default="pending")
     attempts: Mapped[int] = mapped_column(Integer, default=0)
+    lease_owner: Mapped[str | None] = mapped_column(String(64))
+    lease_expires_at: Mapped[dt.datetime | None]
+    # copied by a process that died before recording it; found at the destination, not sent again
+    recovered: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     error: Mapped[str | None] = mapped_column(Text)
     verified_at: Mapped[dt.datetime | None]
     updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)

@@ -18,10 +18,15 @@ MIGRATE_DESCRIPTION = """\
 Copy a photo archive into the object store: in parallel, verified (size and MD5 of every
 file), resumable after a crash or kill -9 without copying anything twice, with progress on
 stderr and a report on stdout. Run the same command again to resume; the manifest lives in
-the database (MLSFEEDS_DATABASE_URL; create it with `mlsfeeds db upgrade`).
+the database (MLSFEEDS_DATABASE_URL; create it with `mlsfeeds db upgrade`). On PostgreSQL,
+run the same command on as many hosts as you like: they share the work, each file is copied
+by one of them, and the files of a process that dies go to the others after --lease-seconds.
 
 SRC   a folder (or file:///path);
       ftp://user[:password]@host[:port]/path   (or --source-password-env VAR);
+      ftps://...  the same over explicit TLS (--ca-file for a private CA);
+      sftp://user[:password]@host[:port]/path  (host key: --host-key-sha256 or --known-hosts,
+      else ~/.ssh/known_hosts; --key-file to log in with a key);
       http(s)://host/path/ serving a directory index (python -m http.server, nginx
       autoindex, Apache), followed recursively; or the URL of a text manifest, one path
       per line, relative to the manifest's folder (blank lines and # comments ignored).
@@ -48,7 +53,7 @@ reason); 2 bad arguments or settings; 128+N stopped by signal N (resumable).
 
 def add_commands(commands) -> None:
     """Add ``images`` and its subcommands to the top-level subparsers."""
-    images = commands.add_parser("images", help="photos: migrate an existing archive").add_subparsers(
+    images = commands.add_parser("images", help="photos: migrate an existing archive (on many hosts at once)").add_subparsers(
         title="images commands")
     migrate = images.add_parser(
         "migrate", help="copy a photo archive (folder, FTP, HTTP) into the object store, resumably",
@@ -58,7 +63,7 @@ def add_commands(commands) -> None:
 
 
 def _migrate_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("source", metavar="SRC", help="the archive: folder, ftp://..., http(s)://...")
+    parser.add_argument("source", metavar="SRC", help="the archive: folder, ftp(s)://..., sftp://..., http(s)://...")
     parser.add_argument("dest", metavar="DEST", help="s3://bucket[/prefix] or a folder")
     parser.add_argument("--endpoint-url", metavar="URL",
                         help="S3-compatible endpoint for an s3:// DEST (default: MLSFEEDS_S3_ENDPOINT_URL, else AWS)")
@@ -74,7 +79,19 @@ def _migrate_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--restart", action="store_true",
                         help="forget this SRC -> DEST manifest and start over (files already copied are skipped)")
     parser.add_argument("--source-password-env", metavar="VAR",
-                        help="read the FTP/HTTP password from this variable instead of the URL")
+                        help="read the FTP/SFTP/HTTP password from this variable instead of the URL")
+    trust = parser.add_argument_group("FTPS and SFTP sources")
+    trust.add_argument("--ca-file", metavar="PATH", help="ftps: CA certificates to check the server's certificate with")
+    trust.add_argument("--insecure-tls", action="store_true", help="ftps: accept any certificate (tests only)")
+    trust.add_argument("--host-key-sha256", metavar="SHA256:...", help="sftp: the server's pinned host key "
+                       "fingerprint, as ssh-keygen -lf prints it")
+    trust.add_argument("--known-hosts", metavar="PATH", help="sftp: an OpenSSH known_hosts file")
+    trust.add_argument("--insecure-accept-any-host-key", action="store_true",
+                       help="sftp: no host key check at all (tests only)")
+    trust.add_argument("--key-file", metavar="PATH", help="sftp: log in with this private key")
+    parser.add_argument("--lease-seconds", type=_positive, default=60, metavar="SECONDS",
+                        help="on PostgreSQL, files a process claimed go to another process when it has "
+                        "been silent this long (it died); default 60")
     parser.add_argument("--progress-interval", type=_positive, default=10, metavar="SECONDS",
                         help="seconds between progress lines when stderr is not a terminal (default 10)")
 
@@ -85,7 +102,7 @@ def run_migrate(args, settings: Settings) -> int:
     from pipeline.images.keymap import parse_key_template
 
     mapping = parse_key_template(args.key_template)
-    archive = open_archive(args.source, _source_password(args, settings))
+    archive = open_archive(args.source, _source_password(args, settings), security=_security(args))
     try:
         destination = open_destination(args.dest, args.endpoint_url or settings.s3_endpoint_url, args.workers)
         try:
@@ -113,7 +130,8 @@ def _migrate(args, settings: Settings, archive, destination, mapping):
 
     engine = make_engine(settings.database_url, immediate=True)
     _require_manifest_tables(engine)
-    options = MigrateOptions(workers=args.workers, verify=args.verify, unmatched=args.unmatched, restart=args.restart)
+    options = MigrateOptions(workers=args.workers, verify=args.verify, unmatched=args.unmatched, restart=args.restart,
+                             lease_seconds=args.lease_seconds)
     progress = Progress(sys.stderr, interval=args.progress_interval)
     try:
         with _stop_on_signals() as (stop, stopped_by):
@@ -130,6 +148,14 @@ def _require_manifest_tables(engine) -> None:
     if not inspect(engine).has_table("migration_items"):
         raise ConfigError(f"the database at MLSFEEDS_DATABASE_URL ({engine.url.render_as_string(hide_password=True)}) "
                           "has no migration manifest: run `mlsfeeds db upgrade` first")
+
+
+def _security(args):
+    from pipeline.images.archives import Security
+
+    return Security(ca_file=args.ca_file, verify_tls=not args.insecure_tls, host_key_sha256=args.host_key_sha256,
+                    known_hosts=args.known_hosts, insecure_accept_any_host_key=args.insecure_accept_any_host_key,
+                    key_file=args.key_file)
 
 
 def _source_password(args, settings: Settings) -> str | None:

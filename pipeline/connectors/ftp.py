@@ -127,6 +127,17 @@ def logged_in(settings: FtpSettings) -> Iterator[ftplib.FTP]:
 
     Errors are ftplib's and the socket's; wrap the block in ``translated`` for pipeline errors.
     """
+    ftp = connect(settings)
+    try:
+        yield ftp
+    except BaseException:
+        ftp.close()  # no polite QUIT on a connection that just failed: it could wait a timeout
+        raise
+    hang_up(ftp)
+
+
+def connect(settings: FtpSettings) -> ftplib.FTP:
+    """A logged-in client in passive mode (data channel protected for ftps); ``hang_up`` ends it."""
     ftp = _client(settings)
     try:
         ftp.connect(settings.host, settings.port, timeout=settings.timeout)
@@ -134,10 +145,14 @@ def logged_in(settings: FtpSettings) -> Iterator[ftplib.FTP]:
         if settings.tls:
             ftp.prot_p()
         ftp.set_pasv(True)
-        yield ftp
     except BaseException:
-        ftp.close()  # no polite QUIT on a connection that just failed: it could wait a timeout
+        ftp.close()
         raise
+    return ftp
+
+
+def hang_up(ftp: ftplib.FTP) -> None:
+    """QUIT politely if the server still listens, then close."""
     with suppress(OSError, EOFError, ftplib.Error):
         ftp.quit()
     ftp.close()

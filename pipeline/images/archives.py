@@ -5,6 +5,11 @@
 * ``/path``, ``./path`` or ``file:///path`` — a folder tree, walked in name order;
 * ``ftp://user:password@host:port/path`` — an FTP server, walked with MLSD (NLST where the
   server has none); every worker thread logs in once and keeps its connection;
+  ``ftps://...`` the same over explicit TLS (AUTH TLS, data channel protected), the server's
+  certificate checked (``ca_file``, or ``verify_tls=False`` for a test server);
+* ``sftp://user[:password]@host:port/path`` — an SSH server, walked with ``listdir_attr``; the
+  host key is checked (``host_key_sha256``, ``known_hosts``, else ``~/.ssh/known_hosts``) and
+  the user logs in with a password or ``key_file``; one SSH session per worker thread;
 * ``http(s)://host/path/`` — an HTTP server. If the URL answers with HTML, it is a directory
   index (what ``python -m http.server``, nginx ``autoindex`` and Apache produce): links below it
   are followed, those ending in ``/`` as folders, recursively; sort links (``?C=M``), parents and
@@ -24,6 +29,8 @@ from __future__ import annotations
 import ftplib
 import os
 import posixpath
+import ssl
+import stat
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -53,16 +60,33 @@ class Archive(Protocol):
     def close(self) -> None: ...
 
 
-def open_archive(url: str, password: str | None = None, timeout: float = 60.0) -> Archive:
-    """The archive at ``url``; ``password`` (for FTP/HTTP) overrides one written in the URL."""
+@dataclass(frozen=True)
+class Security:
+    """How to trust an FTPS or SFTP server, and the SSH key to log in with."""
+
+    ca_file: str | None = None          # ftps: a CA bundle for the server's certificate
+    verify_tls: bool = True             # ftps: False accepts any certificate (tests only)
+    host_key_sha256: str | None = None  # sftp: the pinned host key fingerprint (SHA256:...)
+    known_hosts: str | None = None      # sftp: an OpenSSH known_hosts file
+    insecure_accept_any_host_key: bool = False
+    key_file: str | None = None         # sftp: a private key instead of a password
+    key_passphrase: str | None = None
+
+
+def open_archive(url: str, password: str | None = None, timeout: float = 60.0,
+                 security: Security = Security()) -> Archive:
+    """The archive at ``url``; ``password`` overrides one written in the URL."""
     scheme = urlsplit(url).scheme.lower()
     if scheme in ("", "file"):
         return FolderArchive(_folder_path(url))
-    if scheme == "ftp":
-        return FtpArchive(url, password, timeout)
+    if scheme in ("ftp", "ftps"):
+        return FtpArchive(url, password, timeout, security)
+    if scheme == "sftp":
+        return SftpArchive(url, password, timeout, security)
     if scheme in ("http", "https"):
         return HttpArchive(url, password, timeout)
-    raise SourceConfigError(f"cannot migrate from {scheme}:// (use a folder, file://, ftp:// or http(s)://)")
+    raise SourceConfigError(f"cannot migrate from {scheme}:// (use a folder, file://, ftp://, ftps://, sftp:// "
+                            "or http(s)://)")
 
 
 def redact(url: str) -> str:
@@ -127,17 +151,19 @@ class FolderArchive:
 # -- FTP --------------------------------------------------------------------------------------
 
 class FtpArchive:
-    """Files below a folder of an FTP server (passive mode, binary transfers, UTF-8 names)."""
+    """Files below a folder of an FTP or FTPS server (passive mode, binary transfers, UTF-8 names)."""
 
-    def __init__(self, url: str, password: str | None, timeout: float):
+    def __init__(self, url: str, password: str | None, timeout: float, security: Security = Security()):
+        from pipeline.connectors.ftp import FtpSettings
+
         parts = urlsplit(url)
         if not parts.hostname:
             raise SourceConfigError(f"no host in {redact(url)!r}")
-        self.host, self.port = parts.hostname, parts.port or 21
-        self.user = unquote(parts.username or "anonymous")
-        self.password = password if password is not None else unquote(parts.password or "")
+        self.settings = FtpSettings(
+            host=parts.hostname, port=parts.port or 21, username=unquote(parts.username or "anonymous"),
+            password=password if password is not None else unquote(parts.password or ""), timeout=timeout,
+            tls=parts.scheme.lower() == "ftps", verify_tls=security.verify_tls, ca_file=security.ca_file)
         self.root = unquote(parts.path or "/").rstrip("/") or "/"
-        self.timeout = timeout
         self.url = redact(url)
         self._local = threading.local()
         self._all: list[ftplib.FTP] = []
@@ -223,16 +249,10 @@ class FtpArchive:
         ftp.close()
 
     def _login(self) -> ftplib.FTP:
-        ftp = ftplib.FTP(timeout=self.timeout, encoding="utf-8")
-        try:
-            with _ftp_errors("log in"):
-                ftp.connect(self.host, self.port, timeout=self.timeout)
-                ftp.login(self.user, self.password)
-                ftp.set_pasv(True)
-        except PipelineError:
-            ftp.close()
-            raise
-        return ftp
+        from pipeline.connectors.ftp import connect
+
+        with _ftp_errors("log in"):
+            return connect(self.settings)
 
 
 class _ftp_errors:
@@ -248,6 +268,8 @@ class _ftp_errors:
         if exc is None or isinstance(exc, PipelineError):
             return False
         reply = str(exc).strip()
+        if isinstance(exc, ssl.SSLCertVerificationError):
+            raise SourceAuthError(f"FTPS: the server's certificate is not trusted: {exc.verify_message}") from exc
         if isinstance(exc, ftplib.error_perm):
             if reply.startswith("530"):
                 raise SourceAuthError(f"FTP refused the login: {reply}") from exc
@@ -260,15 +282,100 @@ class _ftp_errors:
 
 
 def _quit(ftp: ftplib.FTP) -> None:
-    try:
-        ftp.quit()
-    except (OSError, EOFError, ftplib.Error):
-        pass
-    ftp.close()
+    from pipeline.connectors.ftp import hang_up
+
+    hang_up(ftp)
 
 
 def _int(text: str | None) -> int | None:
     return int(text) if text and text.isdigit() else None
+
+
+# -- SFTP -------------------------------------------------------------------------------------
+
+class SftpArchive:
+    """Files below a folder of an SSH server, over SFTP (paramiko, through the sftp connector's
+    login and host key check)."""
+
+    def __init__(self, url: str, password: str | None, timeout: float, security: Security = Security()):
+        from pipeline.connectors.sftp import SftpSettings
+
+        parts = urlsplit(url)
+        if not parts.hostname or not parts.username:
+            raise SourceConfigError(f"sftp:// needs a user and a host: sftp://USER@HOST[:PORT]/PATH, got {redact(url)!r}")
+        secret = password if password is not None else (unquote(parts.password) if parts.password else None)
+        if secret is None and security.key_file is None:
+            raise SourceConfigError("sftp:// needs a password (in the URL or --source-password-env) or --key-file")
+        self.settings = SftpSettings(
+            host=parts.hostname, username=unquote(parts.username), port=parts.port or 22, password=secret,
+            key_file=security.key_file, key_passphrase=security.key_passphrase, timeout=timeout,
+            host_key_sha256=security.host_key_sha256, known_hosts=security.known_hosts,
+            insecure_accept_any_host_key=security.insecure_accept_any_host_key)
+        self.root = unquote(parts.path or "/").rstrip("/") or "/"
+        self.url = redact(url)
+        self._local = threading.local()
+        self._sessions: list = []
+        self._lock = threading.Lock()
+
+    def walk(self) -> Iterator[ArchiveFile]:
+        from contextlib import ExitStack
+
+        from pipeline.connectors import sftp as connector
+
+        with ExitStack() as stack:
+            stack.enter_context(connector.translated(self.settings))
+            client = stack.enter_context(connector.logged_in(self.settings))
+            yield from self._walk(client, self.root, "")
+
+    def _walk(self, client, folder: str, prefix: str) -> Iterator[ArchiveFile]:
+        for entry in sorted(client.listdir_attr(folder), key=lambda e: e.filename):
+            if stat.S_ISDIR(entry.st_mode or 0):
+                yield from self._walk(client, posixpath.join(folder, entry.filename), f"{prefix}{entry.filename}/")
+            elif stat.S_ISREG(entry.st_mode or 0):
+                yield ArchiveFile(prefix + entry.filename, entry.st_size)
+
+    def read(self, path: str, sink: BinaryIO) -> None:
+        from pipeline.connectors import sftp as connector
+
+        client = self._session()
+        try:
+            with connector.translated(self.settings), client.open(posixpath.join(self.root, path), "rb") as remote:
+                remote.prefetch()
+                for chunk in iter(lambda: remote.read(CHUNK), b""):
+                    sink.write(chunk)
+        except SourceUnavailable:
+            self._drop()  # the session may be dead: open another next time
+            raise
+
+    def close(self) -> None:
+        with self._lock:
+            sessions, self._sessions = self._sessions, []
+        for stack in sessions:
+            stack.close()
+
+    def _session(self):
+        client = getattr(self._local, "client", None)
+        if client is None:
+            from contextlib import ExitStack
+
+            from pipeline.connectors import sftp as connector
+
+            stack = ExitStack()
+            with connector.translated(self.settings):
+                client = stack.enter_context(connector.logged_in(self.settings))
+            self._local.client, self._local.stack = client, stack
+            with self._lock:
+                self._sessions.append(stack)
+        return client
+
+    def _drop(self) -> None:
+        stack = getattr(self._local, "stack", None)
+        self._local.client = self._local.stack = None
+        if stack is not None:
+            with self._lock:
+                if stack in self._sessions:
+                    self._sessions.remove(stack)
+            stack.close()
 
 
 # -- HTTP -------------------------------------------------------------------------------------

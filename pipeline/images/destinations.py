@@ -1,17 +1,17 @@
 """Where a migration puts the files: an S3 bucket (under a prefix), or a folder.
 
-``open_destination("s3://bucket/prefix", endpoint_url)`` stores through the fast uploader
-(:mod:`core.s3fast`: one signed PUT with Content-MD5 per file, ETag checked) and lists through
-boto3; ``open_destination("/path")`` (or ``file://``) writes files atomically through
+``open_destination("s3://bucket/prefix", endpoint_url)`` stores through the one S3 object
+store (``core.storage.S3ObjectStore``: obstore, the ETag of every upload checked against the
+MD5); ``open_destination("/path")`` (or ``file://``) writes files atomically through
 ``LocalObjectStore``.
 
 ``existing(keys)`` answers "which of these keys are there already, with what size and ETag"
-for a batch at once: on S3 with one ``list_objects_v2`` over the batch's key range (a batch's
-keys are neighbours, because the archive is listed in order), falling back to HEAD requests
-only when the range holds too many other objects. That is how a resumed migration checks the
-files that were in flight, without a request per file.
+for a batch at once: on S3 with one listing over the batch's key range (a batch's keys are
+neighbours, because the archive is listed in order), falling back to HEAD requests only when
+the range holds too many other objects. That is how a resumed migration checks the files that
+were in flight, without a request per file.
 
-Files above ``IN_MEMORY_LIMIT`` are spooled to a temporary file and uploaded by boto3
+Files above ``IN_MEMORY_LIMIT`` are spooled to a temporary file and uploaded from it
 (multipart above 64 MiB); their ETag is then the multipart ETag, which ``multipart_etag``
 computes from the spooled bytes, so they are verified too.
 """
@@ -28,14 +28,12 @@ from pathlib import Path
 from typing import Protocol
 from urllib.parse import unquote, urlsplit
 
-from core.s3fast import FastS3Client, boto3_credentials
-from core.storage import LocalObjectStore, ObjectInfo, S3ObjectStore, StorageError, s3_client
+from core import storage
+from core.storage import LocalObjectStore, ObjectInfo, S3ObjectStore, StorageError
 from pipeline.errors import SourceConfigError
 
 IN_MEMORY_LIMIT = 16 * 1024 * 1024
-MAX_LIST_PAGES = 2
-BOTO3_PART_SIZE = 8 * 1024 * 1024   # s3transfer's default multipart_chunksize
-BOTO3_MAX_PARTS = 10_000
+MAX_LISTED = 2000  # objects a range probe reads before it falls back to HEAD requests
 
 
 class VerifyFailed(StorageError):
@@ -108,12 +106,8 @@ class Payload:
 
 
 def multipart_etag(payload: Payload) -> str:
-    """The ETag boto3's multipart upload of ``payload`` gets: MD5 of the parts' MD5s, '-', count."""
-    part = BOTO3_PART_SIZE
-    while payload.size / part > BOTO3_MAX_PARTS:
-        part *= 2
-    digests = [hashlib.md5(chunk).digest() for chunk in payload.chunks(part)]
-    return f"{hashlib.md5(b''.join(digests)).hexdigest()}-{len(digests)}"
+    """The ETag ``S3ObjectStore.put_file`` gives ``payload`` when it goes up in parts."""
+    return storage.multipart_etag(payload.chunks(storage.part_size(payload.size)))
 
 
 def same_content(found: ObjectInfo, payload: Payload) -> bool:
@@ -123,6 +117,15 @@ def same_content(found: ObjectInfo, payload: Payload) -> bool:
     if "-" in found.etag:
         return found.etag == multipart_etag(payload)
     return found.etag == payload.md5
+
+
+def _folders(key: str) -> list[str]:
+    return key.split("/")
+
+
+def _covered(key: str, last: str) -> bool:
+    """Whether a listing that reached ``last`` has passed ``key``, whichever order it lists in."""
+    return key <= last and _folders(key) <= _folders(last)
 
 
 def content_type(key: str) -> str | None:
@@ -204,76 +207,55 @@ class FolderDestination:
 
 
 class S3Destination:
-    """Objects in ``bucket`` under ``prefix``: PUT through the fast client, the rest through boto3."""
+    """Objects in a bucket under a prefix, through the application's S3 object store."""
 
-    def __init__(self, client, fast: FastS3Client, bucket: str, prefix: str, url: str):
-        self.client, self.fast, self.bucket = client, fast, bucket
-        self.prefix = f"{prefix}/" if prefix else ""
-        self.store = S3ObjectStore(client, bucket, prefix)
-        self.url = url
+    def __init__(self, store: S3ObjectStore, url: str):
+        self.store, self.url = store, url
 
     @classmethod
     def build(cls, bucket: str, prefix: str, endpoint_url: str | None, connections: int) -> "S3Destination":
-        provider, region = boto3_credentials()
-        endpoint = endpoint_url or f"https://s3.{region}.amazonaws.com"
+        store = S3ObjectStore(storage.s3_store(bucket, endpoint_url, connections), bucket, prefix)
         url = f"s3://{bucket}/{prefix}".rstrip("/") + (f"?endpoint={endpoint_url}" if endpoint_url else "")
-        fast = FastS3Client(endpoint, provider, region)
-        pool = max(connections, 10) + 4  # s3transfer runs 10 threads for one multipart upload
-        return cls(s3_client(endpoint_url, pool), fast, bucket, prefix, url)
+        return cls(store, url)
 
     def is_empty(self) -> bool:
-        """True when nothing is stored under the prefix (one LIST of at most one key)."""
-        reply = self._list_page({"Bucket": self.bucket, "Prefix": self.prefix, "MaxKeys": 1}, None)
-        return not reply.get("Contents")
+        """True when nothing is stored under the prefix (lists at most one page)."""
+        return next(iter(self.store.list("")), None) is None
 
     def existing(self, keys: Sequence[str]) -> dict[str, ObjectInfo]:
         if not keys:
             return {}
-        wanted = sorted(self.prefix + key for key in keys)
-        found, listed_to = self._list_range(wanted)
-        for full in wanted:
-            if full > listed_to and full not in found:  # beyond what the listing reached
-                info = self.store.head(full[len(self.prefix):])
+        wanted = sorted(keys)
+        found, last = self._list_range(wanted)
+        for key in wanted:
+            if last is not None and key not in found and not _covered(key, last):
+                info = self.store.head(key)  # beyond what the listing reached
                 if info is not None:
-                    found[full] = info
-        return {full[len(self.prefix):]: info for full, info in found.items()}
+                    found[key] = info
+        return found
 
-    def _list_range(self, wanted: list[str]) -> tuple[dict[str, ObjectInfo], str]:
-        """Objects among ``wanted`` (sorted full keys) found by listing their range, and the
-        last key the listing reached (everything up to it is known)."""
-        want, found, token = set(wanted), {}, None
-        request = {"Bucket": self.bucket, "Prefix": os.path.commonprefix(wanted), "StartAfter": wanted[0][:-1]}
-        for _ in range(MAX_LIST_PAGES):
-            reply = self._list_page(request, token)
-            for item in reply.get("Contents", []):
-                if item["Key"] in want:
-                    found[item["Key"]] = ObjectInfo(item["Key"], item["Size"], item.get("ETag", "").strip('"'))
-            last = reply["Contents"][-1]["Key"] if reply.get("Contents") else wanted[-1]
-            if not reply.get("IsTruncated") or last >= wanted[-1]:
-                return found, wanted[-1]
-            token = reply["NextContinuationToken"]
-        return found, last
+    def _list_range(self, wanted: list[str]) -> tuple[dict[str, ObjectInfo], str | None]:
+        """Objects among ``wanted`` (sorted keys) found by listing their range, and the last key
+        the listing reached when it stopped short (None: every wanted key was covered).
 
-    def _list_page(self, request: dict, token: str | None) -> dict:
-        from botocore.exceptions import BotoCoreError, ClientError
-
-        try:
-            if token:
-                return self.client.list_objects_v2(**request, ContinuationToken=token)
-            return self.client.list_objects_v2(**request)
-        except (BotoCoreError, ClientError) as exc:
-            raise StorageError(f"could not list s3://{self.bucket}/{request['Prefix']}: {exc}") from exc
+        AWS lists in byte order, SeaweedFS folder by folder: the listing has covered a key once
+        it went past it in both orders."""
+        want, found, last = set(wanted), {}, None
+        top, top_in_folders = wanted[-1], max(wanted, key=_folders)
+        for count, info in enumerate(self.store.list(os.path.commonprefix(wanted), start_after=wanted[0][:-1]), 1):
+            if info.key in want:
+                found[info.key] = info
+            last = info.key
+            if _covered(top, last) and _covered(top_in_folders, last):
+                return found, None
+            if count >= MAX_LISTED:
+                return found, last
+        return found, None
 
     def put(self, key: str, payload: Payload) -> None:
-        data = payload.data
-        if data is not None:
-            self.fast.put_object(self.bucket, self.prefix + key, data, md5=payload.digest,
-                                 content_type=content_type(key))  # the ETag is checked there
-            return
-        self.store.put_file(key, payload.path, content_type(key))
-        found = self.store.head(key)
-        if found is None or not same_content(found, payload):
-            raise VerifyFailed(f"after upload the object is {found} (expected {payload.size} bytes, MD5 {payload.md5})")
+        data = payload.data  # the store checks the ETag the server answers against the MD5
+        self.store.put_bytes(key, data, content_type(key)) if data is not None else \
+            self.store.put_file(key, payload.path, content_type(key))
 
     def content_md5(self, key: str) -> str | None:
         """The MD5 of the object's bytes, read back (for multipart objects, whose ETag is not one)."""
@@ -287,12 +269,10 @@ class S3Destination:
         return digest.hexdigest()
 
     def check(self) -> None:
-        from botocore.exceptions import BotoCoreError, ClientError
-
         try:
-            self.client.head_bucket(Bucket=self.bucket)
-        except (BotoCoreError, ClientError) as exc:
-            raise StorageError(f"cannot reach bucket {self.bucket!r}: {exc}") from exc
+            next(iter(self.store.list("")), None)
+        except StorageError as exc:
+            raise StorageError(f"cannot reach bucket {self.store.bucket!r}: {exc}") from exc
 
     def close(self) -> None:
-        self.fast.close()
+        pass

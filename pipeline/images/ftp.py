@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import ftplib
 import posixpath
+import ssl
 import string
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
@@ -159,22 +160,16 @@ class FtpFiles:
     def connect(self) -> None:
         with ftp_connector.translated(self.settings):
             self.client = self._stack.enter_context(ftp_connector.logged_in(self.settings))
+            self.client.voidcmd("TYPE I")  # once: retrbinary would send it before every file
 
     def close(self) -> None:
         self._stack.close()
         self.client = None
 
     def read(self, path: str, max_bytes: int) -> bytes | None:
-        data = bytearray()
-
-        def keep(chunk: bytes) -> None:
-            data.extend(chunk)
-            if len(data) > max_bytes:
-                raise TooLarge(f"{path}: larger than {max_bytes:,} bytes")
-
         with ftp_connector.translated(self.settings):
             try:
-                self.client.retrbinary(f"RETR {path}", keep, blocksize=BLOCK_SIZE)
+                return self._retrieve(path, max_bytes)
             except ftplib.error_perm as exc:
                 if str(exc)[:3] == "550":
                     return None
@@ -182,6 +177,18 @@ class FtpFiles:
             except TooLarge:
                 self._reconnect()  # the transfer was cut: the control connection's replies are out of step
                 raise
+
+    def _retrieve(self, path: str, max_bytes: int) -> bytes:
+        """RETR in binary mode (set at login): PASV, the data connection, 226."""
+        data = bytearray()
+        with self.client.transfercmd(f"RETR {path}") as conn:
+            while chunk := conn.recv(BLOCK_SIZE):
+                data.extend(chunk)
+                if len(data) > max_bytes:
+                    raise TooLarge(f"{path}: larger than {max_bytes:,} bytes")
+            if isinstance(conn, ssl.SSLSocket):
+                conn.unwrap()
+        self.client.voidresp()
         return bytes(data)
 
     def _reconnect(self) -> None:

@@ -21,7 +21,7 @@ from contextlib import ExitStack
 from dataclasses import dataclass, field
 from itertools import islice
 
-from sqlalchemy import delete, func, or_, select, update
+from sqlalchemy import delete, func, insert, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from core.models import FeedRun, Listing, Media, Source
@@ -35,7 +35,8 @@ from pipeline.images.sniff import ImageInfo, NotAnImage, sniff
 from pipeline.spec import resolve_secrets
 
 log = logging.getLogger(__name__)
-BATCH = 200
+BATCH = 200  # listings fetched per pool
+APPLY = 25   # listings recorded per transaction
 
 
 @dataclass
@@ -64,6 +65,14 @@ class Prepared:
     digest: str | None = None
     uploaded_key: str | None = None
     corrupt: bool = False
+
+
+@dataclass
+class _Changes:
+    """What recording a group of listings collects: media rows to insert, objects to delete."""
+
+    inserts: list[dict] = field(default_factory=list)
+    obsolete: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -163,18 +172,20 @@ class ImageJob:
 
     def _batch(self, pool: ThreadPoolExecutor, sources: "_Sources", stores: bool, batch: list[ListingPhotos],
                counts: PhotoCounts) -> None:
-        def fetch(listing: ListingPhotos) -> tuple[ListingPhotos, list[Photo]]:
-            return listing, self._prepared(sources.get().photos(listing), listing, stores)
+        """Fetch, check and upload in the pool's threads; record in this one, ``APPLY`` listings
+        per transaction. The threads never touch the database: what they compare against (the
+        stored hashes) is read for the whole batch first."""
+        existing = self._existing_hashes([listing.id for listing in batch]) if stores else {}
 
-        for listing, photos in pool.map(fetch, batch):
-            self._apply(listing, photos, stores, counts)
+        def fetch(listing: ListingPhotos) -> tuple[ListingPhotos, list[Prepared]]:
+            photos = sources.get().photos(listing)
+            return listing, [self._prepare_one(p, listing, existing.get(listing.id, {})) for p in photos]
 
-    def _prepared(self, photos: list[Photo], listing: ListingPhotos, stores: bool) -> list[Prepared]:
-        """Sniff, measure, hash and upload (when changed), in the worker thread."""
-        existing = self._existing_hashes(listing.id) if stores else {}
-        return [self._prepare_one(photo, listing, existing) for photo in photos]
+        for done in _batches(pool.map(fetch, batch), APPLY):
+            self._apply(done, counts)
 
     def _prepare_one(self, photo: Photo, listing: ListingPhotos, existing: dict[int, str]) -> Prepared:
+        """Sniff, measure, hash and upload (when changed), in the worker thread."""
         if photo.data is None:
             return Prepared(photo)
         try:
@@ -189,32 +200,53 @@ class ImageJob:
         self.store.put_bytes(key, photo.data, info.content_type)
         return Prepared(photo, info, digest, key)
 
-    def _existing_hashes(self, listing_id: int) -> dict[int, str]:
+    def _existing_hashes(self, listing_ids: list[int]) -> dict[int, dict[int, str]]:
+        """{listing id: {order: content hash}} of the stored photos of these listings."""
+        found: dict[int, dict[int, str]] = {}
         with self.sessions() as session:
-            return dict(session.execute(select(Media.order, Media.content_hash).where(Media.listing_id == listing_id)).all())
+            for listing_id, order, digest in session.execute(
+                    select(Media.listing_id, Media.order, Media.content_hash).where(Media.listing_id.in_(listing_ids))):
+                found.setdefault(listing_id, {})[order] = digest
+        return found
 
-    def _apply(self, listing: ListingPhotos, photos: list[Prepared], stores: bool, counts: PhotoCounts) -> None:
-        """Bring the listing's media rows in step with its photos; delete objects no longer used."""
-        obsolete: list[str] = []
+    def _apply(self, done: list[tuple[ListingPhotos, list[Prepared]]], counts: PhotoCounts) -> None:
+        """Bring these listings' media rows in step with their photos, in one transaction;
+        delete objects no longer used."""
+        changes = _Changes()
         with self.sessions() as session:
-            current = {m.order: m for m in session.scalars(select(Media).where(Media.listing_id == listing.id))}
-            for prepared in photos:
-                self._apply_one(session, listing, prepared, current.pop(prepared.photo.order, None), counts, obsolete)
-            for leftover in current.values():
-                if leftover.storage_key:
-                    obsolete.append(leftover.storage_key)
-                session.delete(leftover)
-            if not any(p.photo.error and not p.corrupt for p in photos):  # a fetch may succeed next time
-                session.execute(update(Listing).where(Listing.id == listing.id)
-                                .values(photos_synced_at=Listing.photos_change_timestamp))
-            if "PhotosCount" not in listing.record:  # the feed does not say: the count is what it has
+            current: dict[int, dict[int, Media]] = {}
+            for media in session.scalars(select(Media).where(Media.listing_id.in_([l.id for l, _ in done]))):
+                current.setdefault(media.listing_id, {})[media.order] = media
+            synced = [listing.id for listing, photos in done
+                      if self._apply_listing(session, listing, photos, current.get(listing.id, {}), counts, changes)]
+            if changes.inserts:  # Core executemany: ORM objects for thousands of new rows cost more than the photos
+                session.execute(insert(Media), changes.inserts)
+            if synced:
+                session.execute(update(Listing).where(Listing.id.in_(synced))
+                                .values(photos_synced_at=Listing.photos_change_timestamp)
+                                .execution_options(synchronize_session=False))
+            if uncounted := [listing.id for listing, _ in done if "PhotosCount" not in listing.record]:
+                # The feed does not say: a listing's count is the photos it has.
                 session.flush()
-                session.execute(update(Listing).where(Listing.id == listing.id).values(
-                    photos_count=select(func.count()).where(Media.listing_id == listing.id).scalar_subquery()))
+                session.execute(update(Listing).where(Listing.id.in_(uncounted)).values(
+                    photos_count=select(func.count()).where(Media.listing_id == Listing.id).scalar_subquery())
+                    .execution_options(synchronize_session=False))
             session.commit()
-        counts.removed += self.store.delete(obsolete) if obsolete else 0
+        counts.removed += self.store.delete(changes.obsolete) if changes.obsolete else 0
 
-    def _apply_one(self, session, listing, prepared: Prepared, row: Media | None, counts, obsolete) -> None:
+    def _apply_listing(self, session, listing: ListingPhotos, photos: list[Prepared], current: dict[int, Media],
+                       counts: PhotoCounts, changes: "_Changes") -> bool:
+        """One listing's rows; True when all its photos could be had (it is in sync)."""
+        for prepared in photos:
+            self._apply_one(session, listing, prepared, current.pop(prepared.photo.order, None), counts, changes)
+        for leftover in current.values():
+            if leftover.storage_key:
+                changes.obsolete.append(leftover.storage_key)
+            session.delete(leftover)
+        return not any(p.photo.error and not p.corrupt for p in photos)  # a fetch may succeed next time
+
+    def _apply_one(self, session, listing, prepared: Prepared, row: Media | None, counts, changes) -> None:
+        obsolete = changes.obsolete
         photo = prepared.photo
         if photo.error:
             counts.failed_because(photo.error)
@@ -242,7 +274,7 @@ class ImageJob:
                           content_type=info.content_type, bytes=len(photo.data), width=info.width, height=info.height)
         values.update(media_key=photo.media_key, caption=photo.caption, modification_timestamp=photo.modified)
         if row is None:
-            session.add(Media(listing_id=listing.id, order=photo.order, **values))
+            changes.inserts.append(dict(listing_id=listing.id, order=photo.order, **values))
         else:
             for name, value in values.items():
                 setattr(row, name, value)

@@ -10,11 +10,15 @@ Parallel, resumable after a kill, verified, with progress. How the pieces fit::
                                             workers ×N: probe the chunk's keys at the destination,
                                             then per file: read → MD5 → same there? skip : PUT → verify
 
-* Only the coordinator claims and records, so the manifest has one writer besides the lister,
-  and a claim is committed before its files are touched: after kill -9 the claimed files are
-  ``copying``; the next run puts them back to pending, and since every chunk is probed at the
-  destination before anything is uploaded, a file whose upload had landed is recognised (same
-  size, ETag = MD5) and recorded as copied without a second upload.
+* Several processes, on one host or many, run one job together on PostgreSQL: each claims
+  chunks ``FOR UPDATE SKIP LOCKED`` under a lease it renews (``manifest``), one of them lists
+  the archive under the job's listing lease, and each keeps going until the whole job is done,
+  so the report every one of them prints at the end shows the same job. On SQLite, one process.
+* Only the coordinator claims and records, and a claim is committed before its files are
+  touched: after kill -9 the claimed files stay ``copying`` until their lease ends (on SQLite,
+  until the next run starts); then another claim takes them, and since every chunk is probed at
+  the destination before anything is uploaded, a file whose upload had landed is recognised
+  (same size, ETag = MD5) and recorded as copied (``recovered``) without a second upload.
 * Nothing holds the whole listing: the lister streams rows into the database, the coordinator
   keeps at most ``2 × workers`` chunks in flight.
 * A stop request (SIGINT/SIGTERM → ``stop`` event) ends the run cleanly: unstarted files are
@@ -23,19 +27,24 @@ Parallel, resumable after a kill, verified, with progress. How the pieces fit::
 
 from __future__ import annotations
 
+import datetime as dt
+import os
 import queue
 import random
+import re
+import socket
 import threading
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from sqlalchemy import Engine
 from sqlalchemy.orm import sessionmaker
 
-from core.s3fast import EtagMismatch, S3RequestFailed, S3Unreachable
-from core.storage import StorageError
+from core.storage import EtagMismatch, StorageError
 from core.types import utcnow
+from pipeline.clock import db_now
 from pipeline.errors import PipelineError, SourceUnavailable
 from pipeline.images import manifest
 from pipeline.images.archives import Archive
@@ -58,6 +67,8 @@ class MigrateOptions:
     insert_batch: int = 1000
     read_attempts: int = 3
     flush_seconds: float = 0.5
+    lease_seconds: float = 60.0  # a process silent this long is presumed dead: its files are taken over
+    poll_seconds: float = 0.5    # how often an idle process looks for work other processes left
 
 
 @dataclass
@@ -87,6 +98,8 @@ class MigrationReport:
     listing_error: str | None = None
     stopped_by: int | None = None  # the signal that stopped the run
     verify_ran: bool = False
+    recovered: int = 0             # in the whole job: copies found landed after their process died
+    owner: str = ""
 
     @property
     def exit_code(self) -> int:
@@ -111,7 +124,7 @@ class Outcome:
     def row(self) -> dict:
         verified = utcnow() if self.status in (COPIED, SKIPPED) else None
         return {"id": self.item.id, "status": self.status, "size": self.size, "md5": self.md5,
-                "error": self.error, "verified_at": verified}
+                "error": self.error, "verified_at": verified, "recovered": self.recovered}
 
 
 @dataclass(frozen=True)
@@ -130,6 +143,9 @@ class _State:
     last_total: float = 0.0
     inserts: int = 0              # batches the lister has committed
     drained_at: int | None = None  # `inserts` when a claim last came back empty
+    drained_time: float = 0.0      # and when
+    last_renew: float = 0.0
+    lister: threading.Thread | None = None
 
 
 class Migration:
@@ -137,8 +153,11 @@ class Migration:
 
     def __init__(self, sessions: sessionmaker, engine: Engine, archive: Archive, destination: Destination,
                  mapping: KeyMapping, options: MigrateOptions, progress: Progress,
-                 stop: threading.Event | None = None, stopped_by: Callable[[], int | None] = lambda: None):
+                 stop: threading.Event | None = None, stopped_by: Callable[[], int | None] = lambda: None,
+                 owner: str | None = None):
         self.sessions, self.engine = sessions, engine
+        self.owner = owner or default_owner()
+        self.shared = manifest.shared(engine)
         self.archive, self.destination, self.mapping = archive, destination, mapping
         self.options, self.progress = options, progress
         self.stop = stop or threading.Event()
@@ -173,19 +192,27 @@ class Migration:
 
     def _reopen(self, job_id: int) -> None:
         with self.sessions() as session:
-            in_flight, failed = manifest.reopen(session, job_id)
+            in_flight, failed = manifest.reopen(session, job_id, in_flight_too=not self.shared)
             session.commit()
         self.counts.reopened_in_flight, self.counts.reopened_failed = in_flight, failed
 
     def _finish_job(self, job_id: int) -> None:
         with self.sessions() as session:
-            states = manifest.states(session, job_id)
-            open_items = sum(states.get(s, (0, 0))[0] for s in (manifest.PENDING, manifest.COPYING))
-            complete = self.state.listing_done and not open_items and not self.stop.is_set()
+            listed, _ = manifest.listing_state(session, job_id)
+            complete = listed and not manifest.open_items(session, job_id) and not self.stop.is_set()
             manifest.set_job_status(session, job_id, "done" if complete else "copying", finished=complete)
             session.commit()
 
     # -- listing --------------------------------------------------------------------------
+
+    def _start_lister(self, job_id: int) -> None:
+        """List the archive in a thread of this process, if no other process is listing it."""
+        if manifest.retrying(self.sessions, lambda session: self._take_listing(session, job_id)):
+            self.state.lister = threading.Thread(target=self._list, args=(job_id,), name="migrate-list", daemon=True)
+            self.state.lister.start()
+
+    def _listing(self) -> bool:
+        return self.state.lister is not None and self.state.lister.is_alive()
 
     def _list(self, job_id: int) -> None:
         """The lister thread: archive → manifest rows, in batches (and at least every second)."""
@@ -232,49 +259,105 @@ class Migration:
         self.state.listing_done = listed
         threads = [threading.Thread(target=self._work, name=f"migrate-{n}", daemon=True)
                    for n in range(self.options.workers)]
-        if not listed:
-            threads.append(threading.Thread(target=self._list, args=(job_id,), name="migrate-list", daemon=True))
         for thread in threads:
             thread.start()
+        if not listed:
+            self._start_lister(job_id)
         try:
-            self._coordinate(job_id, threads[-1] if not listed else None)
+            self._coordinate(job_id)
         finally:
-            self._shut_down(threads)
+            self._shut_down(threads + ([self.state.lister] if self.state.lister else []))
+            self._release_listing(job_id)
         self.progress.finish()
 
-    def _coordinate(self, job_id: int, lister: threading.Thread | None) -> None:
+    def _coordinate(self, job_id: int) -> None:
         while not self.stop.is_set():
             if self._room() < self.options.chunks_per_claim:
                 time.sleep(0.01)  # the workers are busy: let outcomes gather, take them in one go
             self._pump(timeout=0.05)
             self._flush()
-            self._update_total(job_id, lister)
+            self._keep_up(job_id)
             self.progress.tick()
-            listing = lister is not None and lister.is_alive()  # before claiming: its last rows count
+            listing = self._listing()  # before claiming: the lister's last rows count
             claimed = self._refill(job_id)
-            if not claimed and not listing and self.state.in_flight == 0 and self.work.empty():
+            if not claimed and not listing and self.state.in_flight == 0 and self.work.empty() \
+                    and self._job_finished(job_id):
                 return
 
-    def _refill(self, job_id: int) -> bool:
-        """Claim chunks while the queue has room; False when nothing was pending.
+    def _keep_up(self, job_id: int) -> None:
+        """Renew this process's leases, take over a dead lister's listing, update the total."""
+        now = time.monotonic()
+        if now - self.state.last_renew >= min(self.options.lease_seconds / 4, 5.0):
+            self.state.last_renew = now
+            manifest.retrying(self.sessions, lambda session: self._renew(session, job_id))
+        self._update_total(job_id)
 
-        Nothing turns pending during a run except what the lister inserts, so after an empty
-        claim the next one waits for the lister's next batch.
+    def _renew(self, session, job_id: int) -> None:
+        now, until = self._lease_from(session)
+        manifest.renew(session, job_id, self.owner, until)
+        if self._listing():
+            self._take_listing(session, job_id)
+
+    def _take_listing(self, session, job_id: int) -> bool:
+        now, until = self._lease_from(session)
+        return manifest.claim_listing(session, job_id, self.owner, until, now)
+
+    def _job_finished(self, job_id: int) -> bool:
+        """True when the whole job is done: listed, and no file pending or in flight anywhere.
+
+        Otherwise wait a little: files other processes hold come back when their lease ends
+        (if they died), and another process's listing may add more.
+        """
+        self._flush(force=True)
+        with self.sessions() as session:
+            listed, someone_lists = manifest.listing_state(session, job_id)
+            open_items = manifest.open_items(session, job_id)
+        listing_over = listed or self.state.listing_error is not None
+        if listing_over and not open_items:
+            return True
+        if not listing_over and not self._listing():
+            self._start_lister(job_id)  # nobody is listing, or the lister died: list here
+        self.stop.wait(self.options.poll_seconds)
+        return False
+
+    def _release_listing(self, job_id: int) -> None:
+        if self.state.lister is not None and not self.state.listing_done:
+            with self.sessions() as session:
+                manifest.release_listing(session, job_id, self.owner)  # another may list at once
+                session.commit()
+
+    def _refill(self, job_id: int) -> bool:
+        """Claim chunks while the queue has room; False when nothing was claimable.
+
+        After an empty claim the next one waits for this process's lister's next batch, or
+        ``poll_seconds`` (other processes list, die and release too).
         """
         claimed_any, chunk = False, self.options.chunk
-        while self._room() >= self.options.chunks_per_claim and self.state.drained_at != self.state.inserts:
+        while self._room() >= self.options.chunks_per_claim and not self._drained():
             inserts = self.state.inserts
-            with self.sessions() as session:
-                items = manifest.claim(session, job_id, chunk * self.options.chunks_per_claim)
-                session.commit()
+            items = manifest.retrying(self.sessions, lambda session: self._claim(session, job_id))
             if not items:
-                self.state.drained_at = inserts
+                self.state.drained_at, self.state.drained_time = inserts, time.monotonic()
                 return claimed_any
             self.state.in_flight += len(items)
             for start in range(0, len(items), chunk):
                 self.work.put(items[start:start + chunk])
             claimed_any = True
         return claimed_any or self._room() < self.options.chunks_per_claim
+
+    def _claim(self, session, job_id: int) -> list[Item]:
+        now, until = self._lease_from(session)
+        return manifest.claim(session, job_id, self.options.chunk * self.options.chunks_per_claim, self.owner,
+                              until, now)
+
+    def _lease_from(self, session) -> tuple[dt.datetime, dt.datetime]:
+        """(now, when a lease taken now ends), on the database's clock."""
+        now = db_now(session)
+        return now, now + dt.timedelta(seconds=self.options.lease_seconds)
+
+    def _drained(self) -> bool:
+        return (self.state.drained_at == self.state.inserts
+                and time.monotonic() - self.state.drained_time < self.options.poll_seconds)
 
     def _room(self) -> int:
         return self.work.maxsize - self.work.qsize()
@@ -339,22 +422,24 @@ class Migration:
             return
         if not force and len(state.outcomes) < 500 and now - state.last_flush < self.options.flush_seconds:
             return
-        with self.sessions() as session:
-            manifest.record(session, [outcome.row() for outcome in state.outcomes])
-            manifest.release(session, state.released)
-            session.commit()
+        rows, released = [outcome.row() for outcome in state.outcomes], state.released
+
+        def write(session) -> None:
+            manifest.record(session, rows)
+            manifest.release(session, released)
+
+        manifest.retrying(self.sessions, write)
         state.outcomes, state.released, state.last_flush = [], [], now
 
-    def _update_total(self, job_id: int, lister: threading.Thread | None) -> None:
+    def _update_total(self, job_id: int) -> None:
         now = time.monotonic()
         if now - self.state.last_total < 1.0 and self.progress.total:
             return
         self.state.last_total = now
         with self.sessions() as session:
-            states = manifest.states(session, job_id)
-        still_open = sum(states.get(s, (0, 0))[0] for s in (manifest.PENDING, manifest.COPYING))
-        listing = lister is not None and lister.is_alive()
-        self.progress.set_total(self.progress.files + still_open - len(self.state.outcomes), not listing)
+            still_open = manifest.open_items(session, job_id)
+            listed, _ = manifest.listing_state(session, job_id)
+        self.progress.set_total(self.progress.files + still_open - len(self.state.outcomes), listed)
 
     # -- the workers ----------------------------------------------------------------------
 
@@ -462,23 +547,25 @@ class Migration:
         with self.sessions() as session:
             totals = manifest.states(session, job_id)
             failures = manifest.failure_groups(session, job_id)
+            recovered = manifest.recovered_count(session, job_id)
         return MigrationReport(job_id, self.archive.url, self.destination.url, self.counts, totals, failures,
                                elapsed, self.state.listing_error, self.stopped_by() if self.stop.is_set() else None,
-                               self.options.verify)
+                               self.options.verify, recovered, self.owner)
+
+
+def default_owner() -> str:
+    """This process, as leases name it: host, pid and a random tag (pids repeat across hosts)."""
+    return f"{socket.gethostname()[:40]}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
 
 def _reason(exc: Exception, item: Item) -> str:
-    """A failure's reason without the file's own path or key, so that failures group."""
-    if isinstance(exc, S3RequestFailed):
-        text = f"S3 answered HTTP {exc.status} {exc.code}"
-    elif isinstance(exc, S3Unreachable):
-        text = f"S3 did not answer ({exc.__cause__.__class__.__name__ if exc.__cause__ else 'no reply'})"
-    elif isinstance(exc, EtagMismatch):
+    """A failure's reason without the file's own path, key or URL, so that failures group."""
+    if isinstance(exc, EtagMismatch):
         text = "S3 answered an ETag that is not the MD5 of the bytes sent"
     elif isinstance(exc, VerifyFailed):
         text = "the object read back after the upload differs from the file"
     else:
-        text = str(exc)
+        text = re.sub(r"\b(https?://|s3://)\S+", "…", str(exc))
     for own in (item.dest_key, item.source_path):
         text = text.replace(repr(own), "").replace(own, "…") if own else text
     return text
@@ -587,7 +674,8 @@ def render_report(report: MigrationReport) -> list[str]:
     lines.append(f"  failed   {run.failed:>10,} files")
     if run.unmatched_skipped:
         lines.append(f"  left out {run.unmatched_skipped:>10,} files the --key-template pattern does not match")
-    lines.append(f"  this run {done:>10,} files in {format_duration(report.elapsed)} ({report.elapsed:.1f} s; {rate})")
+    lines.append(f"  this run {done:>10,} files in {format_duration(report.elapsed)} ({report.elapsed:.1f} s; {rate})"
+                 f" by {report.owner}")
     if run.reopened_in_flight or run.reopened_failed:
         lines.append(f"  resumed: {run.reopened_in_flight:,} files were in flight when the last run stopped, "
                      f"{run.reopened_failed:,} had failed; all were checked at the destination first")
@@ -614,6 +702,9 @@ def _totals_lines(report: MigrationReport) -> list[str]:
     lines = [f"  job      {sum(count.values()):>10,} files: {count[COPIED]:,} copied, {count[SKIPPED]:,} skipped, "
              f"{count[FAILED]:,} failed, {count[manifest.PENDING] + count[manifest.COPYING]:,} to do; "
              f"{format_bytes(size)} at the destination"]
+    if report.recovered:
+        lines.append(f"           {report.recovered:,} copies had landed when their process died: found at the "
+                     "destination, not uploaded again")
     if report.failures:
         lines.append("  failures, by reason:")
         lines.extend(f"    {n:>8,} × {reason}  (e.g. {example})" for reason, n, example in report.failures)

@@ -46,6 +46,7 @@ from sandbox.photos import expected_photo, kind, photo_bytes
 TIMEZONE = "America/Denver"
 DOCUMENT = "listings.json"
 PHOTO_INDEX = ".photos.json"
+PHOTO_CACHE = ".photo-cache"  # rendered photos, {ListingKey}/{n}-v{version}.jpg: served like a static host
 PHOTO_PATH = re.compile(r"/photos/([^/]+)/(\d+)\.jpg")
 CONTENT_TYPES = {"png": "image/png"}  # corrupt photos still claim to be JPEGs
 
@@ -107,7 +108,7 @@ class HttpFeed:
         faults, stats = Faults(), Counter()
         handler = type("SandboxHTTPHandler", (_Handler,), {
             "directory": directory, "faults": faults, "authorized": self._authorized,
-            "photos": _PhotoIndex(directory / PHOTO_INDEX), "stats": stats,
+            "photos": _PhotoIndex(directory / PHOTO_INDEX, directory / PHOTO_CACHE), "stats": stats,
         })
         server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
         server.daemon_threads = True
@@ -179,16 +180,28 @@ class Faults:
 class _PhotoIndex:
     """Each listing's photo count and version as last published, re-read when the file changes."""
 
-    def __init__(self, path: Path):
-        self.path = path
+    def __init__(self, path: Path, cache: Path):
+        self.path, self.cache = path, cache
         self._lock = threading.Lock()
         self._seen: tuple | None = None
         self._entries: dict[str, list[int]] = {}
 
     def photo(self, key: str, n: int) -> bytes | None:
-        """Photo ``n`` of listing ``key`` as published, or None when it has no such photo."""
+        """Photo ``n`` of listing ``key`` as published, or None when it has no such photo.
+
+        Rendered once, then read from the cache folder: later requests cost what a static
+        photo host's do, not a JPEG encoding."""
         count, version = self._read().get(key, (0, 0))
-        return photo_bytes(key, n, version) if 1 <= n <= count else None
+        if not 1 <= n <= count:
+            return None
+        cached = self.cache / key / f"{n}-v{version}.jpg"
+        try:
+            return cached.read_bytes()
+        except FileNotFoundError:
+            data = photo_bytes(key, n, version)
+        with atomic_file(cached) as out:
+            out.write(data)
+        return data
 
     def content_type(self, key: str, n: int) -> str:
         _, version = self._read().get(key, (0, 0))
@@ -208,11 +221,20 @@ class _PhotoIndex:
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # headers and body are separate writes: no 40 ms delayed-ACK stalls
     directory: Path
     faults: Faults
     authorized: Callable[[str | None], bool]
     photos: _PhotoIndex
     stats: Counter
+
+    def do_HEAD(self) -> None:  # noqa: N802 (the stdlib's name)
+        """Photos only (what rclone asks before it copies a file); the same headers as GET."""
+        if not type(self).authorized(self.headers.get("Authorization")):
+            return self._empty(401)
+        if match := PHOTO_PATH.fullmatch(unquote(self.path.split("?", 1)[0])):
+            return self._send_photo(match[1], int(match[2]), head=True)
+        self._empty(404)
 
     def do_GET(self) -> None:  # noqa: N802 (the stdlib's name)
         fault = self.faults.take()
@@ -234,16 +256,17 @@ class _Handler(BaseHTTPRequestHandler):
         hidden = any(part.startswith(".") for part in Path(relative).parts)
         return path if inside and not hidden and path.is_file() else None
 
-    def _send_photo(self, key: str, n: int) -> None:
+    def _send_photo(self, key: str, n: int, head: bool = False) -> None:
         body = self.photos.photo(key, n)
         if body is None:
             return self._empty(404)
-        self.stats["photos"] += 1
+        self.stats["photos"] += not head
         self.send_response(200)
         self.send_header("Content-Type", self.photos.content_type(key, n))
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
-        self.wfile.write(body)
+        if not head:
+            self.wfile.write(body)
 
     def _send_file(self, path: Path) -> None:
         with open(path, "rb") as source:

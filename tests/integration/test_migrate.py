@@ -12,6 +12,7 @@ import logging
 import os
 import random
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -71,10 +72,12 @@ def small_archive(tmp_path_factory) -> tuple[Path, dict[str, str]]:
 # -- servers ----------------------------------------------------------------------------------
 
 @contextmanager
-def ftp_server(root: Path, user: str = "mls", password: str = "s3cret", mlsd: bool = True):
-    """pyftpdlib serving ``root``; ``mlsd=False`` plays an old server listed with NLST and SIZE."""
+def ftp_server(root: Path, user: str = "mls", password: str = "s3cret", mlsd: bool = True,
+               certificate: tuple[Path, Path] | None = None):
+    """pyftpdlib serving ``root``; ``mlsd=False`` plays an old server listed with NLST and SIZE;
+    ``certificate`` (cert, key) makes it FTPS, TLS required on control and data connections."""
     from pyftpdlib.authorizers import DummyAuthorizer
-    from pyftpdlib.handlers import FTPHandler
+    from pyftpdlib.handlers import FTPHandler, TLS_FTPHandler
     from pyftpdlib.servers import ThreadedFTPServer
 
     logging.getLogger("pyftpdlib").setLevel(logging.WARNING)
@@ -83,7 +86,11 @@ def ftp_server(root: Path, user: str = "mls", password: str = "s3cret", mlsd: bo
     attributes = {"authorizer": authorizer, "auth_failed_timeout": 0.2}
     if not mlsd:
         attributes["proto_cmds"] = {k: v for k, v in FTPHandler.proto_cmds.items() if k not in ("MLSD", "MLST")}
-    server = ThreadedFTPServer(("127.0.0.1", 0), type("Handler", (FTPHandler,), attributes))
+    if certificate:
+        attributes.update(certfile=str(certificate[0]), keyfile=str(certificate[1]), ssl_context=None,
+                          tls_control_required=True, tls_data_required=True)
+    handler = type("Handler", (TLS_FTPHandler if certificate else FTPHandler,), attributes)
+    server = ThreadedFTPServer(("127.0.0.1", 0), handler)
     stopping = threading.Event()
 
     def loop() -> None:
@@ -94,7 +101,7 @@ def ftp_server(root: Path, user: str = "mls", password: str = "s3cret", mlsd: bo
     thread = threading.Thread(target=loop, daemon=True)
     thread.start()
     try:
-        yield f"ftp://{user}:{password}@127.0.0.1:{server.address[1]}"
+        yield f"{'ftps' if certificate else 'ftp'}://{user}:{password}@127.0.0.1:{server.address[1]}"
     finally:
         stopping.set()
         thread.join(10)
@@ -161,12 +168,13 @@ def status_counts(database_url: str) -> dict[str, int]:
         engine.dispose()
 
 
-def once_after_puts(count: int, action):
-    """A proxy hook running ``action`` once, when the server has accepted ``count`` PUTs."""
+def once_after_puts(count: int, action, agent=lambda: ""):
+    """A proxy hook running ``action`` once, when the server has accepted ``count`` PUTs (from
+    clients whose User-Agent holds ``agent()``)."""
     lock, accepted, fired = threading.Lock(), [0], [False]
 
     def hook(exchange) -> None:
-        if exchange.method != "PUT" or exchange.status != 200:
+        if exchange.method != "PUT" or exchange.status != 200 or agent() not in exchange.agent:
             return
         with lock:
             accepted[0] += 1
@@ -248,6 +256,51 @@ def test_ftp_password_from_a_variable_is_not_recorded(env, small_archive, tmp_pa
     engine.dispose()
 
 
+def test_ftps_to_s3_checks_the_server_certificate(env, s3_server, s3_bucket, small_archive, tmp_path, capsys):
+    from sandbox.feeds._common import self_signed_certificate
+
+    root, files = small_archive
+    certificate = self_signed_certificate(tmp_path / "tls")
+    with ftp_server(root, certificate=certificate) as url:
+        assert url.startswith("ftps://")
+        assert migrate(f"{url}/photos/naples", f"s3://{s3_bucket}", "--ca-file", str(certificate[0]),
+                       "--workers", "4") == 0
+        naples = {p: md5 for p, md5 in files.items() if p.startswith("photos/naples/")}
+        assert bucket_objects(s3_server, s3_bucket) == expected_objects(naples, root, strip="photos/naples/")
+        capsys.readouterr()
+        assert migrate(f"{url}/photos/miami", f"s3://{s3_bucket}/untrusted") == 1  # the system CAs only
+    assert "LISTING FAILED: FTPS: the server's certificate is not trusted" in capsys.readouterr().out
+    assert not bucket_objects(s3_server, s3_bucket, "untrusted/")
+
+
+@pytest.fixture
+def sftp_archive(small_archive, tmp_path):
+    """The small archive served over SFTP (asyncssh, password login, its host key known)."""
+    from sandbox.feeds.sftp import SftpFeed
+
+    root, files = small_archive
+    served = tmp_path / "sftp-root"
+    (served / "sftp").mkdir(parents=True)
+    shutil.copytree(root / "photos", served / "sftp" / "photos")
+    running = SftpFeed(username="archive", password="ssh-pw").start(served)
+    try:
+        yield running, root, files
+    finally:
+        running.stop()
+
+
+def test_sftp_to_s3_with_a_pinned_host_key(env, s3_server, s3_bucket, sftp_archive, capsys):
+    running, root, files = sftp_archive
+    url = f"sftp://archive:ssh-pw@127.0.0.1:{running.details['port']}/photos"
+    assert migrate(url, f"s3://{s3_bucket}/ssh", "--host-key-sha256", running.details["host_key_sha256"],
+                   "--workers", "4") == 0
+    assert bucket_objects(s3_server, s3_bucket) == expected_objects(files, root, "ssh", strip="photos/")
+    assert "sftp://archive@127.0.0.1" in capsys.readouterr().out  # the password is never shown
+
+    assert migrate(url, f"s3://{s3_bucket}/other", "--host-key-sha256", "SHA256:" + "A" * 43) == 1
+    assert "LISTING FAILED" in (out := capsys.readouterr().out) and "is not the pinned" in out
+
+
 def test_wrong_ftp_password_fails_the_listing_with_the_reason(env, small_archive, tmp_path, capsys):
     root, _ = small_archive
     with ftp_server(root) as url:
@@ -315,6 +368,48 @@ def test_killed_run_resumes_without_uploading_anything_twice(env, s3_server, s3_
     assert "verified      3,000 files match the destination" in out
     assert bucket_objects(s3_server, s3_bucket) == expected_objects(files, root, "photos-v2")
     assert status_counts(database_url) == {"copied": 3_000}
+
+
+def job_lines(report: str) -> list[str]:
+    """The part of a report about the whole job (from `job` on), not about the process printing it."""
+    lines = report.splitlines()
+    start = next(n for n, line in enumerate(lines) if line.startswith("  job "))
+    return lines[start:]
+
+
+@pytest.mark.parametrize("database_url", [backend_param("postgres")], indirect=True)
+def test_two_processes_share_a_job_and_a_killed_one_loses_and_repeats_nothing(
+        env, s3_server, s3_bucket, s3_proxy_factory, big_archive, database_url):
+    root, files = big_archive
+    children: dict[str, subprocess.Popen] = {}
+    # The server has stored process A's 700th upload; A is killed before it hears so.
+    kill_a = once_after_puts(700, lambda: children["a"].send_signal(signal.SIGKILL),
+                             agent=lambda: f"pid {children['a'].pid})")
+    with s3_proxy_factory(after=kill_a) as proxy:
+        args = [str(root), f"s3://{s3_bucket}/shared", "--workers", "4", "--lease-seconds", "3",
+                "--endpoint-url", proxy.url]
+        children["a"] = cli(*args, env=env)
+        children["b"] = cli(*args, env=env)
+        children["a"].communicate(timeout=300)
+        assert children["a"].returncode == -signal.SIGKILL
+        left = status_counts(database_url)
+        assert left.get("copying", 0) > 0, left  # A's claims, to be taken over after their lease
+
+        children["c"] = cli(*args, env=env)  # A started again, while B goes on
+        out_b, err_b = children["b"].communicate(timeout=300)
+        out_c, err_c = children["c"].communicate(timeout=300)
+        puts = proxy.successful_puts()
+        by_b = sum(proxy.successful_puts(agent=f"pid {children['b'].pid})").values())
+
+    assert children["b"].returncode == 0, out_b + err_b
+    assert children["c"].returncode == 0, out_c + err_c
+    assert len(puts) == 3_000 and set(puts.values()) == {1}, "some file was uploaded twice"
+    assert bucket_objects(s3_server, s3_bucket) == expected_objects(files, root, "shared")
+    assert status_counts(database_url) == {"copied": 3_000}
+    assert job_lines(out_b) == job_lines(out_c), "the job's report depends on who finished last"
+    assert "3,000 files: 3,000 copied, 0 skipped, 0 failed, 0 to do" in out_b
+    assert "copies had landed when their process died: found at the destination, not uploaded again" in out_b
+    assert 0 < by_b < 3_000 - 700  # the work was shared
 
 
 def test_sigterm_stops_cleanly_and_the_next_run_finishes(env, s3_server, s3_bucket, s3_proxy_factory, big_archive,

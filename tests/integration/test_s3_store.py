@@ -6,16 +6,31 @@ parametrized), so the folder used by the embedded mode and S3 in production cann
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import os
+import socket
+import threading
 import urllib.error
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 
-from core.storage import LocalObjectStore, ObjectMissing, S3ObjectStore, StorageError
+from core.storage import (
+    EtagMismatch,
+    LocalObjectStore,
+    ObjectMissing,
+    S3ObjectStore,
+    StorageError,
+    file_chunks,
+    multipart_etag,
+    part_size,
+    s3_store,
+)
 
 
 MULTIPART_SIZE = 64 * 1024 * 1024 + 1  # S3ObjectStore.put_file goes multipart above 64 MiB
@@ -130,6 +145,16 @@ def test_listing_by_partial_prefix_matches_like_s3(store):
     assert sorted(o.key for o in store.list("p/a")) == ["p/a/1", "p/a/2", "p/ab/3"]
 
 
+def test_listing_from_after_a_key(store):
+    # AWS and the folder list in byte order ("k/a.jpg" < "k/a/1"), SeaweedFS folder by folder
+    # ("k/a/1" < "k/a.jpg"): what follows a key depends on the server, never what precedes it.
+    put_many(store, ["k/b/1", "k/a/2", "k/a/1", "k/c", "k/a.jpg", "l/1"])
+    assert sorted(o.key for o in store.list("k/")) == ["k/a.jpg", "k/a/1", "k/a/2", "k/b/1", "k/c"]
+    after = [o.key for o in store.list("k/", start_after="k/a/1")]
+    assert {"k/a/2", "k/b/1", "k/c"} <= set(after) and "k/a/1" not in after
+    assert sorted(o.key for o in store.list("k/a.")) == ["k/a.jpg"]  # a prefix that sorts after its folder
+
+
 # -- URLs -------------------------------------------------------------------------------------
 
 def test_presigned_url_returns_the_bytes(store):
@@ -182,4 +207,115 @@ def test_large_file_goes_up_in_parts(s3_server, s3_bucket, large_file):
     store = s3_server.store(s3_bucket)
     store.put_file("big/video.bin", path)
     etag = store.head("big/video.bin").etag
-    assert etag.endswith("-9")  # boto3's 8 MiB parts: 64 MiB + 1 byte is nine parts, not an MD5
+    assert etag.endswith("-9")  # 8 MiB parts: 64 MiB + 1 byte is nine parts, not an MD5
+    assert etag == multipart_etag(file_chunks(path, part_size(MULTIPART_SIZE)))  # what put_file checked
+
+
+# -- requests: signing checked by a real server, faults from misbehaving ones -----------------
+
+QUICK = {"max_retries": 3, "retry_timeout": dt.timedelta(seconds=10),
+         "backoff": {"init_backoff": dt.timedelta(milliseconds=10), "max_backoff": dt.timedelta(milliseconds=50)}}
+
+
+def store_at(url: str, bucket: str = "b", access: str = "AK", secret: str = "SK", **options) -> S3ObjectStore:
+    import boto3
+
+    session = boto3.session.Session(aws_access_key_id=access, aws_secret_access_key=secret, region_name="us-east-1")
+    return S3ObjectStore(s3_store(bucket, url, session=session, retry=QUICK), bucket, **options)
+
+
+def test_a_wrong_secret_is_refused_and_nothing_is_stored(s3_server, s3_bucket):
+    store = store_at(s3_server.endpoint_url, s3_bucket, s3_server.access_key, "not-the-secret")
+    with pytest.raises(StorageError, match="403|Forbidden|SignatureDoesNotMatch"):
+        store.put_bytes("x.jpg", b"data")
+    assert s3_server.store(s3_bucket).head("x.jpg") is None
+
+
+@pytest.mark.parametrize("key", ["a b/c+d=e&f.jpg", "ünï/çødé/ƒ.jpg", "x/~tilde_(1)*!'.jpg", "100%.jpg"])
+def test_keys_needing_encoding_are_signed_and_stored_verbatim(s3_server, s3_bucket, key):
+    store = s3_server.store(s3_bucket)
+    store.put_bytes(key, b"k")
+    assert [o.key for o in store.list("")] == [key]
+    assert fetch(store.presigned_url(key, 60)) == b"k"
+
+
+class _Flaky(BaseHTTPRequestHandler):
+    """Answers PUTs per ``server.script``: a list of actions consumed one per request."""
+
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *args) -> None:
+        pass
+
+    def do_PUT(self) -> None:  # noqa: N802 (the stdlib's name)
+        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        self.server.seen.append(self.headers.get("Authorization", ""))
+        action = self.server.script.pop(0) if self.server.script else "ok"
+        if action == "cut":
+            self.connection.shutdown(socket.SHUT_RDWR)
+            return
+        status, etag = {"ok": (200, md5(body)), "lie": (200, "0" * 32), "503": (503, None),
+                        "500": (500, None), "403": (403, None)}[action]
+        code = {503: "SlowDown", 500: "InternalError", 403: "AccessDenied"}.get(status, "")
+        payload = f"<Error><Code>{code}</Code><Message>scripted</Message></Error>".encode() if code else b""
+        self.send_response(status)
+        if etag:
+            self.send_header("ETag", f'"{etag}"')
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
+
+
+@contextmanager
+def flaky_server(*script: str):
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Flaky)
+    server.script, server.seen = list(script), []
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server, f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_slow_down_and_server_errors_are_retried():
+    with flaky_server("503", "500", "ok") as (server, url):
+        assert store_at(url).put_bytes("k", b"data").etag == md5(b"data")
+    assert len(server.seen) == 3
+
+
+def test_a_cut_connection_is_retried():
+    with flaky_server("cut", "ok") as (server, url):
+        store_at(url).put_bytes("k", b"data")
+    assert len(server.seen) == 2
+
+
+def test_retries_give_up_with_an_error_that_says_why():
+    with flaky_server(*["503"] * 10) as (server, url):
+        with pytest.raises(StorageError, match="'k'"):
+            store_at(url).put_bytes("k", b"data")
+    assert len(server.seen) == 1 + QUICK["max_retries"]
+
+
+def test_refusals_are_not_retried():
+    with flaky_server("403", "ok") as (server, url):
+        with pytest.raises(StorageError):
+            store_at(url).put_bytes("k", b"data")
+    assert len(server.seen) == 1
+
+
+def test_an_etag_that_is_not_the_md5_is_an_error():
+    with flaky_server("lie") as (_, url):
+        with pytest.raises(EtagMismatch):
+            store_at(url).put_bytes("k", b"data")
+    with flaky_server("lie") as (_, url):  # SSE-KMS buckets: ETags are not MD5s, by design
+        assert store_at(url, verify_etag=False).put_bytes("k", b"data").size == 4
+
+
+def test_nothing_listening_is_a_storage_error():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    with pytest.raises(StorageError, match="'k'"):
+        store_at(f"http://127.0.0.1:{port}").put_bytes("k", b"data")

@@ -46,7 +46,7 @@ from pathlib import Path
 
 import pytest
 
-from core.storage import S3ObjectStore, s3_client
+from core.storage import S3ObjectStore, s3_store
 
 WEED_ENV = "MLSFEEDS_TEST_WEED"  # a path to `weed`, when it is neither on PATH nor beside python
 ACCESS_KEY = "mlsfeeds-test"
@@ -85,7 +85,7 @@ class S3Server:
                 "MLSFEEDS_S3_ENDPOINT_URL": self.endpoint_url}
 
     def client(self, max_connections: int = 16):
-        """A boto3 client built the way the application builds it (``core.storage.s3_client``)."""
+        """A boto3 client: a second, independent S3 client that tests check the bucket with."""
         return s3_client(self.endpoint_url, max_connections)
 
     def new_bucket(self, stem: str = "t") -> str:
@@ -93,14 +93,27 @@ class S3Server:
         self.client().create_bucket(Bucket=name)
         return name
 
-    def store(self, bucket: str, prefix: str = "") -> S3ObjectStore:
-        return S3ObjectStore(self.client(), bucket, prefix)
+    def store(self, bucket: str, prefix: str = "", endpoint_url: str | None = None) -> S3ObjectStore:
+        """The application's store for ``bucket`` (at ``endpoint_url``: a proxy in front, say)."""
+        return S3ObjectStore(s3_store(bucket, endpoint_url or self.endpoint_url), bucket, prefix)
 
     def log_tail(self, lines: int = 30) -> str:
         try:
             return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
         except OSError:
             return "(no log)"
+
+
+def s3_client(endpoint_url: str | None, max_connections: int = 16):
+    """A boto3 S3 client that works with SeaweedFS (NOTES.md: checksums only when required,
+    SigV4, path-style addressing)."""
+    import boto3
+    from botocore.config import Config
+
+    config = Config(request_checksum_calculation="when_required", response_checksum_validation="when_required",
+                    signature_version="s3v4", s3={"addressing_style": "path"},
+                    max_pool_connections=max_connections, retries={"mode": "standard", "max_attempts": 5})
+    return boto3.client("s3", endpoint_url=endpoint_url, config=config)
 
 
 def free_port_pairs(count: int) -> list[int]:
@@ -285,6 +298,7 @@ class Exchange:
     query: str
     status: int
     injected: bool     # answered by the proxy itself (a fault), never reached the server
+    agent: str = ""    # the User-Agent: which process sent it (the application names its pid)
 
 
 class CountingProxy:
@@ -319,11 +333,12 @@ class CountingProxy:
         self._server.shutdown()
         self._server.server_close()
 
-    def successful_puts(self) -> Counter:
-        """Decoded path → how many PUTs of it the server accepted (2xx)."""
+    def successful_puts(self, agent: str = "") -> Counter:
+        """Decoded path → how many PUTs of it the server accepted (2xx), from clients whose
+        User-Agent holds ``agent``."""
         with self._lock:
             return Counter(e.path for e in self.exchanges if e.method == "PUT" and 200 <= e.status < 300
-                           and not e.injected)
+                           and not e.injected and agent in e.agent)
 
     def count(self, method: str, status: int | None = None, injected: bool | None = None) -> int:
         with self._lock:
@@ -383,10 +398,10 @@ class _ProxyHandler(BaseHTTPRequestHandler):
         path, number = unquote(parts.path), proxy._next_number()
         injected = proxy.fault(self.command, path, number) if proxy.fault else None
         if injected:
-            proxy._record(Exchange(self.command, path, parts.query, injected, True))
+            proxy._record(Exchange(self.command, path, parts.query, injected, True, self.headers.get("User-Agent", "")))
             return self._reply(injected, "Injected", [], _error_xml(injected))
         status, reason, headers, data = proxy._forward(self.command, self.path, self.headers, body)
-        exchange = Exchange(self.command, path, parts.query, status, False)
+        exchange = Exchange(self.command, path, parts.query, status, False, self.headers.get("User-Agent", ""))
         proxy._record(exchange)
         if proxy.after:
             proxy.after(exchange)

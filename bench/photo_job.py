@@ -1,0 +1,268 @@
+"""The nightly photo job against rclone: new photos from the sandbox's HTTP and FTP MLS into SeaweedFS.
+
+    python -m bench.photo_job [--listings 560] [--rounds 3] [--threads 16]
+
+(``python -m bench.photos --part job`` runs it too.) Starts ``mlsfeeds sandbox serve --kinds
+http,ftp`` in its own process (about 5,000 photos per source with 560 listings; they are rendered
+once and kept on disk, so the MLS serves them like a static host) and SeaweedFS, then measures,
+each side into a fresh bucket, in rotating order, ``--rounds`` times:
+
+* ``photo job (http)``: ``mlsfeeds tick --images`` on a run of ``httpmls`` whose data steps were
+  done beforehand (not timed), against a fresh database: every photo is new, so every one is
+  fetched, sniffed, hashed, uploaded and recorded;
+* ``rclone, same files from the HTTP MLS``: ``rclone copy --files-from`` the photo URLs through
+  rclone's http remote (a HEAD and a GET per file), into the bucket;
+* ``rclone, same files from local disk``: the strictest baseline: the same bytes, read from
+  the MLS's own folder, no network source at all;
+* the same three for ``ftpmls`` (the ``ftp`` strategy, one FTP connection per job thread;
+  rclone's ftp remote with its default concurrency, and with ``--ftp-concurrency 32``).
+
+Photos/s counts every photo the source lists (the sandbox serves about 1 in 23 corrupt: the
+job rejects them, rclone copies them). The MLS server runs on the same cores as both sides:
+it costs each side the same per request (rclone's HTTP side asks twice per file).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from bench.photos import BENCH_DIR, Run, Target, bucket_contents, machine_busy, report, rclone_env, wait_for_idle  # noqa: E402
+from bench.photos import _children_cpu, _server_cpu  # noqa: E402
+from tests.support.s3 import s3_client  # noqa: E402
+
+
+@dataclass(frozen=True)
+class Mls:
+    root: Path
+    urls: dict[str, str]       # kind → server URL
+    pid: int
+    photos: dict[str, list[tuple[str, int, str]]]  # source → (ListingKey, n, md5), every listed photo
+
+
+@contextmanager
+def sandbox(listings: int, seed: int = 5):
+    """The HTTP and FTP MLS in a child process; photos rendered once (kept across runs)."""
+    root = BENCH_DIR / f"photo-job-{listings}-{seed}"
+    command = [sys.executable, "-m", "mlsfeeds", "sandbox", "serve", "--dir", str(root), "--listings",
+               str(listings), "--seed", str(seed), "--kinds", "http,ftp"]
+    child = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    try:
+        urls = {}
+        for line in child.stdout:
+            if line.strip().startswith(("http://", "ftp://")):
+                urls[line.split(":")[0].strip()] = line.strip()
+            if line.startswith("wrote "):
+                break
+        expected = json.loads((root / "expected.json").read_text())
+        photos = {sid: [(key, p["order"], p["md5"]) for key, fields in listed.items() for p in fields.get("Photos", [])]
+                  for sid, listed in expected.items()}
+        yield Mls(root, urls, child.pid, photos)
+    finally:
+        child.terminate()
+        child.wait(timeout=30)
+
+
+def warm(mls: Mls) -> None:
+    """Fetch every HTTP photo once, so that the MLS has rendered them all before any side runs."""
+    import urllib3
+
+    pool = urllib3.PoolManager(headers={"Authorization": "Bearer http-token-3"})
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(8) as threads:
+        list(threads.map(lambda p: pool.request("GET", f"{mls.urls['http']}/photos/{p[0]}/{p[1]}.jpg").data,
+                         mls.photos["httpmls"]))
+
+
+# -- the sides --------------------------------------------------------------------------------
+
+def side_job(target: Target, mls: Mls, source: str, bucket: str, threads: int) -> None:
+    """The data steps untimed, then ``mlsfeeds tick --images`` timed, on a fresh database."""
+    database = BENCH_DIR / f"job-{uuid.uuid4().hex[:8]}.db"
+    env = {**os.environ, "MLSFEEDS_DATABASE_URL": f"sqlite:///{database}", "MLSFEEDS_STORAGE_URL": f"s3://{bucket}",
+           "MLSFEEDS_S3_ENDPOINT_URL": target.endpoint_url, "MLSFEEDS_SECRET_KEY": "bench",
+           "MLSFEEDS_LOG_LEVEL": "WARNING", "MLSFEEDS_PHOTO_THREADS": str(threads)}
+    try:
+        for args in (["db", "upgrade"], ["sources", "apply", str(mls.root / "sources.toml")],
+                     ["run", source, "--no-images"]):
+            _mlsfeeds(args, env)
+        _timed(lambda: _mlsfeeds(["tick", "--images"], env))
+    finally:
+        for path in database.parent.glob(database.name + "*"):
+            path.unlink(missing_ok=True)
+
+
+def side_rclone_http(target: Target, mls: Mls, bucket: str, transfers: int) -> None:
+    listing = BENCH_DIR / "http-photos.txt"
+    listing.write_text("".join(f"{key}/{n}.jpg\n" for key, n, _ in mls.photos["httpmls"]))
+    _timed(lambda: _rclone(["--files-from", str(listing), "--no-traverse", "--http-url", f"{mls.urls['http']}/photos/",
+                            "--http-headers", "Authorization,Bearer http-token-3", ":http:", f"bench:{bucket}"],
+                           target, transfers))
+
+
+def side_rclone_ftp(target: Target, mls: Mls, bucket: str, transfers: int, extra: tuple[str, ...] = ()) -> None:
+    port = mls.urls["ftp"].rsplit(":", 1)[1]
+    env = {"RCLONE_CONFIG_MLS_TYPE": "ftp", "RCLONE_CONFIG_MLS_HOST": "127.0.0.1", "RCLONE_CONFIG_MLS_PORT": port,
+           "RCLONE_CONFIG_MLS_USER": "mlsuser", "RCLONE_CONFIG_MLS_PASS": _obscure("ftp-secret-1")}
+    _timed(lambda: _rclone([*extra, "mls:photos", f"bench:{bucket}"], target, transfers, env))
+
+
+def side_rclone_disk(target: Target, folder: Path, bucket: str, transfers: int) -> None:
+    _timed(lambda: _rclone([str(folder), f"bench:{bucket}"], target, transfers))
+
+
+def _rclone(args: list[str], target: Target, transfers: int, extra_env: dict | None = None) -> None:
+    env = {**rclone_env(target), **(extra_env or {})}
+    done = subprocess.run(["rclone", "copy", "--transfers", str(transfers), "--checkers", str(transfers), *args],
+                          env=env, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise RuntimeError(f"rclone exited {done.returncode}: {done.stderr[-2000:]}")
+
+
+def _obscure(password: str) -> str:
+    return subprocess.run(["rclone", "obscure", password], capture_output=True, text=True, check=True).stdout.strip()
+
+
+def _mlsfeeds(args: list[str], env: dict) -> None:
+    done = subprocess.run([sys.executable, "-m", "mlsfeeds", *args], cwd=ROOT, env=env, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise RuntimeError(f"mlsfeeds {' '.join(args)} exited {done.returncode}:\n{done.stdout}\n{done.stderr}")
+
+
+_timing: list[float] = []
+
+
+def _timed(action: Callable[[], None]) -> None:
+    started = time.perf_counter()
+    action()
+    _timing.append(time.perf_counter() - started)
+
+
+# -- measuring --------------------------------------------------------------------------------
+
+def measure(side: str, action: Callable[[str], None], target: Target, photos: int, mls_pid: int,
+            wanted: int) -> Run:
+    """One run into a fresh bucket; ``wanted``: photo objects the bucket must hold afterwards."""
+    bucket = f"job-{uuid.uuid4().hex[:10]}"
+    s3_client(target.endpoint_url).create_bucket(Bucket=bucket)
+    _timing.clear()
+    server_before, children_before, mls_before = _server_cpu(target), _children_cpu(), _pid_cpu(mls_pid)
+    busy_before, started = machine_busy(), time.perf_counter()
+    action(bucket)
+    elapsed = time.perf_counter() - started
+    client = _children_cpu() - children_before
+    server = _server_cpu(target) - server_before
+    busy, mls = machine_busy() - busy_before, _pid_cpu(mls_pid) - mls_before
+    objects, size = photo_objects(target, bucket)
+    if objects != wanted:
+        raise RuntimeError(f"{side}: the bucket holds {objects} photos, expected {wanted}")
+    other = max(0.0, busy - client - server - mls) / (elapsed * (os.cpu_count() or 1))
+    return Run(side, _timing[0], client, server + mls, photos, size, other)
+
+
+def photo_objects(target: Target, bucket: str) -> tuple[int, int]:
+    """Photo objects (the job's under photos/, rclone's anywhere) and their bytes."""
+    objects, size = bucket_contents(target, bucket)
+    raw, raw_size = _prefix_contents(target, bucket, ("raw/", "parsed/"))
+    return objects - raw, size - raw_size
+
+
+def _prefix_contents(target: Target, bucket: str, prefixes: tuple[str, ...]) -> tuple[int, int]:
+    paginator = s3_client(target.endpoint_url).get_paginator("list_objects_v2")
+    objects = size = 0
+    for prefix in prefixes:
+        for page in paginator.paginate(Bucket=bucket, Prefix=prefix):
+            for item in page.get("Contents", []):
+                objects, size = objects + 1, size + item["Size"]
+    return objects, size
+
+
+def _pid_cpu(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+# -- main -------------------------------------------------------------------------------------
+
+def sides(mls: Mls, threads: int, transfers: int) -> dict[str, tuple[str, Callable]]:
+    """name → (source, action(target, bucket))."""
+    return {
+        f"photo job, http strategy ({threads} threads)": ("httpmls", lambda t, b: side_job(t, mls, "httpmls", b, threads)),
+        f"rclone copy from the HTTP MLS (--transfers {transfers})": ("httpmls", lambda t, b: side_rclone_http(t, mls, b, transfers)),
+        "rclone copy, same files from local disk": ("httpmls", lambda t, b: side_rclone_disk(
+            t, mls.root / "http" / ".photo-cache", b, transfers)),
+        f"photo job, ftp strategy ({threads} FTP connections)": ("ftpmls", lambda t, b: side_job(t, mls, "ftpmls", b, threads)),
+        "rclone copy from the FTP MLS (default concurrency)": ("ftpmls", lambda t, b: side_rclone_ftp(t, mls, b, transfers)),
+        "rclone copy from the FTP MLS (--ftp-concurrency 32)": ("ftpmls", lambda t, b: side_rclone_ftp(
+            t, mls, b, transfers, ("--ftp-concurrency", "32"))),
+        "rclone copy, same FTP files from local disk": ("ftpmls", lambda t, b: side_rclone_disk(
+            t, mls.root / "ftp" / "photos", b, transfers)),
+    }
+
+
+def run(target: Target, listings: int, rounds: int, threads: int, transfers: int, wait_idle: float) -> str:
+    with sandbox(listings) as mls:
+        warm(mls)
+        chosen = sides(mls, threads, transfers)
+        results: dict[str, list[Run]] = {name: [] for name in chosen}
+        names = list(chosen)
+        for number in range(rounds):
+            for name in names[number % len(names):] + names[:number % len(names)]:
+                source, action = chosen[name]
+                listed = mls.photos[source]
+                wanted = len(listed) - (_corrupt(mls, source) if name.startswith("photo job") else 0)
+                wait_for_idle(wait_idle)
+                result = measure(name, lambda bucket: action(target, bucket), target, len(listed), mls.pid, wanted)
+                results[name].append(result)
+                print(f"round {number + 1}: {name:<52} {result.objects / result.seconds:>8,.0f} photos/s",
+                      file=sys.stderr, flush=True)
+    lines = []
+    for source, baseline in (("httpmls", f"rclone copy from the HTTP MLS (--transfers {transfers})"),
+                             ("ftpmls", "rclone copy from the FTP MLS (default concurrency)")):
+        part = {name: runs for name, runs in results.items() if chosen[name][0] == source}
+        lines.append(report(part, len(mls.photos[source]), sum(r.size for r in part[baseline][:1]), rounds, baseline,
+                            title=f"photo job ({source}) against rclone, into SeaweedFS; server CPU includes the MLS's"))
+    return "\n\n".join(lines)
+
+
+def _corrupt(mls: Mls, source: str) -> int:
+    expected = json.loads((mls.root / "expected.json").read_text())[source]
+    return sum(p.get("corrupt", False) for fields in expected.values() for p in fields.get("Photos", []))
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+    from contextlib import ExitStack
+
+    from bench.photos import ensure_rclone, target_from
+
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--listings", type=int, default=560)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=16)
+    parser.add_argument("--transfers", type=int, default=32)
+    parser.add_argument("--endpoint-url")
+    parser.add_argument("--wait-idle", type=float, default=60)
+    args = parser.parse_args(argv)
+    ensure_rclone()
+    BENCH_DIR.mkdir(parents=True, exist_ok=True)
+    with ExitStack() as stack:
+        target = target_from(args, stack)
+        print(run(target, args.listings, args.rounds, args.threads, args.transfers, args.wait_idle))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
