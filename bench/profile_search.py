@@ -1,269 +1,178 @@
 """Where one SearchListings request spends its time, in-process, without gunicorn or sockets.
 
-    python -m bench.profile_search [--requests 30] [--database-url URL] [--cprofile]
+    python -m bench.profile_search [--requests 500] [--page-size 25] [--no-answer-cache]
+                                   [--pages] [--database-url URL] [--cprofile]
 
-It calls the real WSGI app (``service.app.create_app``) with the same envelope and credentials
-as bench/soap_search.py, on the database that benchmark built (run it first), and times each
-stage by wrapping functions in this process only (nothing in the service is changed):
+It calls the real WSGI app (``service.app.create_app``) with the envelope and credentials of
+bench/soap_search.py, on the database that benchmark built (run it first), and prints the
+median time of each stage, measured by wrapping functions in this process only:
 
-  spyne parse+validate   Soap11 in-protocol: parse the envelope, lxml schema validation
-  spyne deserialize      the body into Python arguments
-  auth                   Authenticator.authenticate (client row + entitlements, cached scrypt)
-  SQL page               the SELECT ... ORDER BY ... LIMIT 26 (cursor time)
-  SQL count              the SELECT count(*) (cursor time)
-  search, rest           search() minus its SQL: building statements, ORM rows, page token
-  ListingSummary         turning 25 ORM rows into spyne objects
-  spyne serialize        out-protocol: objects to XML bytes
-  other                  the rest of the request: session open/commit, dispatch, spyne glue
+  read           media type, charset, parse, SOAP rules (service/envelope.py), skipped for
+                 bytes already read
+  decode         the operation's arguments against the contract (service/decode.py)
+  auth           Authenticator.check (a verified password is cached for 30 s)
+  answer key     the arguments, the caller's sources and their data generation
+  SQL page       the page query (the reader's cursor time)
+  SQL count      the count query, when no cache or token has it
+  encode         the response envelope (service/encode.py)
+  whole call     the WSGI call, everything included
 
-With --cprofile it also prints the top functions of a cProfile run. The plans of the two
-listing queries are printed at the end (EXPLAIN QUERY PLAN on SQLite, EXPLAIN ANALYZE on
-PostgreSQL).
+By default the same request is repeated, as bench/soap_search.py's "same request" mode does,
+so the answer cache serves it. ``--no-answer-cache`` turns that off; ``--pages`` walks every
+page of the search through its tokens instead of repeating page 1. ``--cprofile`` adds
+cProfile's top functions. The plan of the page query is printed at the end (EXPLAIN QUERY PLAN
+on SQLite, EXPLAIN ANALYZE on PostgreSQL).
 """
 
 from __future__ import annotations
 
 import argparse
 import cProfile
+import functools
 import io
 import pstats
 import statistics
 import sys
 import time
 from collections import defaultdict
-from contextlib import contextmanager
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from sqlalchemy import event  # noqa: E402
-from sqlalchemy.engine import make_url  # noqa: E402
+from lxml import etree  # noqa: E402
 
-from bench.soap_search import (  # noqa: E402
-    ENVELOPE, REQUEST_HEADERS, SECRET_KEY, Response, check_search_response, default_database_url,
-    _listings_per_source,
-)
+from bench.soap_search import NS, REQUEST_HEADERS, SECRET_KEY, default_database_url, envelope  # noqa: E402
 
-STAGES = ["spyne parse+validate", "spyne deserialize", "auth", "SQL page", "SQL count",
-          "search, rest", "ListingSummary", "spyne serialize", "other"]
-
-
-class Timer:
-    def __init__(self):
-        self.current: dict[str, float] = defaultdict(float)
-        self.runs: list[dict[str, float]] = []
-
-    def add(self, stage: str, seconds: float) -> None:
-        self.current[stage] += seconds
-
-    def wrap(self, stage: str, fn):
-        def timed(*args, **kwargs):
-            t0 = time.perf_counter()
-            try:
-                return fn(*args, **kwargs)
-            finally:
-                self.add(stage, time.perf_counter() - t0)
-        return timed
-
-    def finish(self, total: float) -> None:
-        run = dict(self.current)
-        run["total"] = total
-        self.runs.append(run)
-        self.current = defaultdict(float)
+STAGES = {
+    "read": ("service.envelope", "document_bytes", "parse", "read_message"),
+    "decode": ("service.decode", "Operation.decode"),
+    "auth": ("service.auth", "Authenticator.check"),
+    "answer key": ("service.operations", "search_listings_key"),
+    "SQL page": ("service.search", "_page"),
+    "SQL count": ("service.search", "_count"),
+    "encode": ("service.encode", "Encoder.response"),
+}
 
 
-def environ_for(body: bytes) -> dict:
-    env = {
-        "REQUEST_METHOD": "POST", "PATH_INFO": "/soap", "QUERY_STRING": "", "SERVER_NAME": "127.0.0.1",
-        "SERVER_PORT": "8000", "SERVER_PROTOCOL": "HTTP/1.1", "REMOTE_ADDR": "127.0.0.1",
-        "wsgi.url_scheme": "http", "wsgi.input": io.BytesIO(body), "wsgi.errors": sys.stderr,
-        "wsgi.version": (1, 0), "wsgi.multithread": False, "wsgi.multiprocess": True,
-        "wsgi.run_once": False, "CONTENT_LENGTH": str(len(body)),
-    }
-    for name, value in REQUEST_HEADERS.items():
-        key = name.upper().replace("-", "_")
-        env[key if key == "CONTENT_TYPE" else "HTTP_" + key] = value
-    return env
+def instrument(times: dict[str, list[float]]) -> None:
+    """Wrap each stage's functions so that every call adds its duration to ``times``."""
+    import importlib
+
+    for stage, (module_name, *names) in STAGES.items():
+        module = importlib.import_module(module_name)
+        for name in names:
+            owner, _, attribute = name.rpartition(".")
+            target = getattr(module, owner) if owner else module
+            setattr(target, attribute, _timed(getattr(target, attribute), stage, times))
+    import service.endpoint
+    import service.operations
+
+    # Modules that imported a stage's function by name hold the original: point them at the wrapper.
+    service.operations.ANSWER_KEYS["SearchListings"] = service.operations.search_listings_key
+    service.endpoint.ANSWER_KEYS = service.operations.ANSWER_KEYS
 
 
-def call(app) -> Response:
-    got = {}
+def _timed(function, stage: str, times: dict[str, list[float]]):
+    @functools.wraps(function)
+    def timed(*args, **kwargs):
+        started = time.perf_counter()
+        try:
+            return function(*args, **kwargs)
+        finally:
+            times[stage][-1] += time.perf_counter() - started
 
-    def start_response(status, headers, exc_info=None):
-        got["status"], got["headers"] = status, headers
-
-    body = b"".join(app(environ_for(ENVELOPE), start_response))
-    return Response(got["status"], got["headers"], body)
-
-
-def build(url: str, timer: Timer):
-    """The service's WSGI app, with its stages wrapped for ``timer``; and its engine."""
-    import service.api
-    import service.search
-    from core.settings import Settings
-    from service import app as app_module
-    from service.auth import Authenticator
-
-    settings = Settings.from_env({
-        "MLSFEEDS_DATABASE_URL": url, "MLSFEEDS_SECRET_KEY": SECRET_KEY, "MLSFEEDS_LOG_LEVEL": "WARNING",
-    })
-    engines = []
-    make_engine = app_module.make_engine
-
-    def keep_engine(*args, **kwargs):
-        engines.append(make_engine(*args, **kwargs))
-        return engines[-1]
-
-    app_module.make_engine = keep_engine
-    dispatcher = app_module.create_app(settings)
-    app_module.make_engine = make_engine
-    engine = engines[0]
-
-    soap = dispatcher._soap
-    soap.generate_contexts = timer.wrap("spyne parse+validate", soap.generate_contexts)
-    soap.get_in_object = timer.wrap("spyne deserialize", soap.get_in_object)
-    soap.get_out_string = timer.wrap("spyne serialize", soap.get_out_string)
-    Authenticator.authenticate = timer.wrap("auth", Authenticator.authenticate)
-    service.api._summary = timer.wrap("ListingSummary", service.api._summary)
-    service.api.search = timer.wrap("search", service.search.search)
-
-    statements: dict[str, tuple[str, object]] = {}
-
-    @event.listens_for(engine, "before_cursor_execute")
-    def _before(conn, cursor, statement, parameters, context, executemany):
-        conn.info.setdefault("t0", []).append(time.perf_counter())
-
-    @event.listens_for(engine, "after_cursor_execute")
-    def _after(conn, cursor, statement, parameters, context, executemany):
-        elapsed = time.perf_counter() - conn.info["t0"].pop()
-        kind = classify(statement)
-        timer.add(kind, elapsed)
-        statements.setdefault(kind, (statement, parameters))
-
-    return dispatcher, engine, statements
+    return timed
 
 
-def classify(statement: str) -> str:
-    head = " ".join(statement.split()).lower()
-    if "from listings" in head:
-        return "SQL count" if head.startswith("select count(") else "SQL page"
-    if "from clients" in head or "from client_sources" in head:
-        return "SQL auth"
-    return "SQL other"
+def requests_for(app, page_size: int, pages: bool, count: int) -> list[bytes]:
+    if not pages:
+        return [envelope(page_size)] * count
+    bodies, token = [], None
+    while len(bodies) < count:
+        bodies.append(envelope(page_size, token))
+        token = etree.fromstring(call(app, bodies[-1])).findtext(f".//{{{NS}}}NextPageToken")
+        if not token:
+            break
+    return (bodies * (count // len(bodies) + 1))[:count]
 
 
-def summarise(timer: Timer) -> list[tuple[str, float, float]]:
-    """(stage, median ms, share of total) per stage, with nested stages taken out of their parents."""
-    rows = []
-    per_stage: dict[str, list[float]] = defaultdict(list)
-    for run in timer.runs:
-        sql_auth = run.get("SQL auth", 0.0)
-        derived = {
-            "spyne parse+validate": run.get("spyne parse+validate", 0.0),
-            "spyne deserialize": run.get("spyne deserialize", 0.0),
-            "auth": run.get("auth", 0.0),  # its SQL (client + entitlements) included
-            "SQL page": run.get("SQL page", 0.0),
-            "SQL count": run.get("SQL count", 0.0),
-            "search, rest": run.get("search", 0.0) - run.get("SQL page", 0.0) - run.get("SQL count", 0.0),
-            "ListingSummary": run.get("ListingSummary", 0.0),
-            "spyne serialize": run.get("spyne serialize", 0.0),
-        }
-        derived["other"] = run["total"] - sum(derived.values())
-        derived["total"] = run["total"]
-        derived["(auth's SQL)"] = sql_auth
-        derived["(other SQL)"] = run.get("SQL other", 0.0)
-        for stage, seconds in derived.items():
-            per_stage[stage].append(seconds * 1000)
-    total = statistics.median(per_stage["total"])
-    for stage in STAGES + ["total", "(auth's SQL)", "(other SQL)"]:
-        median = statistics.median(per_stage[stage])
-        rows.append((stage, median, median / total if total else 0.0))
-    return rows
+def call(app, body: bytes) -> bytes:
+    environ = {"REQUEST_METHOD": "POST", "PATH_INFO": "/soap", "QUERY_STRING": "", "REMOTE_ADDR": "127.0.0.1",
+               "CONTENT_TYPE": REQUEST_HEADERS["Content-Type"], "CONTENT_LENGTH": str(len(body)),
+               "wsgi.input": io.BytesIO(body), "HTTP_AUTHORIZATION": REQUEST_HEADERS["Authorization"]}
+    status = []
+    answer = b"".join(app(environ, lambda s, h, e=None: status.append(s)))
+    if not status[0].startswith("200"):
+        raise SystemExit(f"bench/profile_search: the service answered {status[0]}:\n{answer[:500]!r}")
+    return answer
 
 
-def explain(engine, statements: dict) -> str:
-    out = []
-    backend = engine.dialect.name
-    with engine.connect() as conn:
-        for kind in ("SQL page", "SQL count"):
-            if kind not in statements:
-                continue
-            statement, parameters = statements[kind]
-            prefix = "EXPLAIN QUERY PLAN " if backend == "sqlite" else "EXPLAIN (ANALYZE, BUFFERS) "
-            rows = conn.exec_driver_sql(prefix + statement, parameters).all()
-            out.append(f"-- {kind}:\n   " + " ".join(statement.split()))
-            if backend == "sqlite":
-                out += [f"   {r[-1]}" for r in rows]
-            else:
-                out += [f"   {r[0]}" for r in rows]
-        conn.rollback()
-    return "\n".join(out)
-
-
-@contextmanager
-def quiet_logging():
-    import logging
-
-    logging.disable(logging.WARNING)
-    try:
-        yield
-    finally:
-        logging.disable(logging.NOTSET)
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.profile_search", description=__doc__.split("\n")[0])
-    parser.add_argument("--requests", type=int, default=30, help="timed requests after 3 warm-up ones (default 30)")
-    parser.add_argument("--database-url", metavar="URL", help="default: the SQLite file bench.soap_search built")
-    parser.add_argument("--listings", type=int, default=100_000)
-    parser.add_argument("--sources", type=int, default=5)
-    parser.add_argument("--cprofile", action="store_true", help="also print cProfile's top functions")
-    parser.add_argument("--top", type=int, default=25)
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--requests", type=int, default=500)
+    parser.add_argument("--page-size", type=int, default=25)
+    parser.add_argument("--no-answer-cache", action="store_true")
+    parser.add_argument("--pages", action="store_true", help="every page in turn, not page 1 again and again")
+    parser.add_argument("--database-url", help="default: the database bench/soap_search.py built")
+    parser.add_argument("--cprofile", action="store_true")
     args = parser.parse_args(argv)
-    url = args.database_url or default_database_url(args.listings, args.sources)
-    if make_url(url).get_backend_name() == "sqlite" and not Path(make_url(url).database).exists():
-        raise SystemExit(f"bench/profile_search: no database at {url}: run python -m bench.soap_search first")
-    listings = sum(_listings_per_source(url).values())
+    url = args.database_url or default_database_url(100_000, 5)
+    from core.settings import Settings
+    from service.app import create_app
 
-    timer = Timer()
-    app, engine, statements = build(url, timer)
-    with quiet_logging():
-        total, count = check_search_response(call(app))
-        for _ in range(3):  # warm-up: spyne and SQLAlchemy caches, the scrypt check
-            call(app)
-        timer.runs.clear()
-        timer.current.clear()
-        for _ in range(args.requests):
-            t0 = time.perf_counter()
-            call(app)
-            timer.finish(time.perf_counter() - t0)
-
-    print(f"SearchListings in-process, {args.requests} requests, median per request")
-    print(f"  database  {make_url(url).render_as_string(hide_password=True)} ({listings:,} listings)")
-    print(f"  response  TotalCount {total:,}, {count} ListingSummary")
-    print()
-    print(f"  {'stage':<24} {'ms':>9} {'share':>7}")
-    for stage, ms, share in summarise(timer):
-        print(f"  {stage:<24} {ms:>9.2f} {share:>7.1%}")
-    print()
-    print(explain(engine, statements))
-
+    environ = {"MLSFEEDS_DATABASE_URL": url, "MLSFEEDS_SECRET_KEY": SECRET_KEY, "MLSFEEDS_LOG_LEVEL": "WARNING",
+               "MLSFEEDS_ANSWER_CACHE_MB": "0" if args.no_answer_cache else "32"}
+    app = create_app(Settings.from_env(environ))
+    bodies = requests_for(app, args.page_size, args.pages, args.requests)
+    for body in bodies[:50]:  # warm: statements compiled, caches filled
+        call(app, body)
+    times: dict[str, list[float]] = defaultdict(list)
+    instrument(times)
+    for body in bodies:
+        for stage in list(STAGES) + ["whole call"]:
+            times[stage].append(0.0)
+        started = time.perf_counter()
+        call(app, body)
+        times["whole call"][-1] = time.perf_counter() - started
+    print(f"SearchListings in-process, {len(bodies):,} calls, PageSize {args.page_size}, "
+          f"{'every page in turn' if args.pages else 'the same request'}, "
+          f"answer cache {'off' if args.no_answer_cache else 'on'}; median per call:")
+    for stage, values in times.items():
+        print(f"  {stage:12s} {statistics.median(values) * 1e6:9.1f} us")
     if args.cprofile:
-        profiler = cProfile.Profile()
-        with quiet_logging():
-            profiler.enable()
-            for _ in range(args.requests):
-                call(app)
-            profiler.disable()
-        for order in ("tottime", "cumulative"):
-            stream = io.StringIO()
-            pstats.Stats(profiler, stream=stream).strip_dirs().sort_stats(order).print_stats(args.top)
-            print(f"\n-- cProfile, {args.requests} requests, by {order}:")
-            print("\n".join(line for line in stream.getvalue().splitlines() if line.strip())[:8000])
+        profile = cProfile.Profile()
+        profile.runcall(lambda: [call(app, body) for body in bodies])
+        pstats.Stats(profile).sort_stats("cumulative").print_stats(30)
+    print_plan(url, args.page_size)
     return 0
 
 
+def print_plan(url: str, page_size: int) -> None:
+    from core.db import make_engine
+    from service.reader import Reader
+    from service.search import SearchQuery, _conditions
+    from service.statements import PageShape, page_statement
+
+    engine = make_engine(url)
+    reader = Reader(engine)
+    query = SearchQuery(statuses=("Active",), property_types=("Residential",), min_price=250_000,
+                        max_price=750_000, sort_by="ListPrice")
+    conditions, params = _conditions(query, None)
+    prepared = reader.prepare(page_statement(PageShape(conditions, "ListPrice", False, False, False)))
+    raw = engine.raw_connection()
+    try:
+        cursor = raw.cursor()
+        explain = "EXPLAIN QUERY PLAN " if engine.dialect.name == "sqlite" else "EXPLAIN ANALYZE "
+        cursor.execute(explain + prepared.sql, prepared.parameters({**params, "limit": page_size + 1}))
+        print("\nplan of the page query:")
+        for row in cursor.fetchall():
+            print("  ", row[-1])
+    finally:
+        raw.rollback()
+        raw.close()
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    raise SystemExit(main())

@@ -85,6 +85,16 @@ _SERVED_WITH = {"ListPrice": {"min_price", "max_price", "city"}, "ModificationTi
 GEO = frozenset({"box", "box_wrapped", "radius", "radius_polar"})
 
 
+def _served(conditions: Conditions, sort_by: str) -> set[str]:
+    """The conditions a walking page leaves visible: those an index leads to the sort order with.
+    One status and one property type lead to ListPrice too (ix_listings_search_count)."""
+    served = set(_SERVED_WITH[sort_by])
+    lengths = dict(conditions)
+    if sort_by == "ListPrice" and lengths.get("statuses") == 1 and lengths.get("property_types") == 1:
+        served |= {"statuses", "property_types"}
+    return served
+
+
 def _radius(with_longitude: bool, c) -> list[ColumnElement]:
     """Great-circle (haversine) distance, after a bounding-box pre-filter the indexes can use."""
     lat2, lon2 = func.radians(Listing.latitude), func.radians(Listing.longitude)
@@ -131,7 +141,7 @@ class PageShape:
 
 def where(conditions: Conditions, walk: bool = False, sort_by: str = "ListingKey") -> list[ColumnElement]:
     clauses = [Listing.removed_at.is_(None)]
-    served = _SERVED_WITH[sort_by] if walk else None
+    served = _served(conditions, sort_by) if walk else None
     for name, count in conditions:
         write = _opaque if served is not None and name not in served else _shown
         clauses += _CONDITIONS[name](count, write)
