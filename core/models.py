@@ -84,6 +84,8 @@ class FeedRun(Base):
         Index(None, "status", "next_attempt_at"),
         Index(None, "source_id", "business_date"),
         Index(None, "images_ready"),
+        # A source's latest run (and latest success) found by an index probe, not a scan of its history.
+        Index(None, "source_id", "id"),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
@@ -132,6 +134,8 @@ class FeedRun(Base):
     images_attempt: Mapped[int] = mapped_column(Integer, default=0)
     images_next_attempt_at: Mapped[dt.datetime | None]
     images_error: Mapped[str | None] = mapped_column(Text)
+    # The source's active listings when the run finished: the status page draws them over time.
+    listings_active: Mapped[int | None] = mapped_column(Integer)
 
     source: Mapped[Source] = relationship(back_populates="runs")
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import logging
 import signal
 import sys
 import threading
@@ -13,6 +14,9 @@ from sqlalchemy import func, select
 from core.models import FeedRun, Listing, Source
 from core.settings import Settings
 from core.types import utcnow
+
+
+worker_log = logging.getLogger("mlsfeeds.worker")
 
 
 class CommandFailed(Exception):
@@ -32,6 +36,9 @@ def add_commands(commands, positive) -> None:
     tick.set_defaults(run=run_tick)
     worker = commands.add_parser("worker", help="tick every --interval seconds until SIGTERM/SIGINT")
     worker.add_argument("--interval", type=positive, default=60, metavar="SECONDS", help="default 60")
+    worker.add_argument("--metrics-bind", metavar="HOST:PORT",
+                        help="serve Prometheus metrics at http://HOST:PORT/metrics (default: MLSFEEDS_METRICS_BIND; "
+                             "unset: none)")
     _job_flags(worker)
     worker.set_defaults(run=run_worker)
 
@@ -96,39 +103,71 @@ def _one_pass(args, balancer, images, should_stop=lambda: False) -> None:
     if not args.images:
         report = balancer.tick()
         for created in report.created:
-            print(f"started {created}", flush=True)
+            worker_log.info("started %s", created)
     if not args.no_images:
         images.run_pending(should_stop)
 
 
+def _logged_step(run: FeedRun, step: str, summary: str) -> None:
+    level = logging.WARNING if run.status in ("waiting", "failed") else logging.INFO
+    worker_log.log(level, "%s#%s %s %s", run.source_id, run.id, step, summary,
+                   extra={"run_id": run.id, "source": run.source_id})
+
+
+def _logged_photos(run: FeedRun, message: str) -> None:
+    worker_log.info("%s#%s photos %s", run.source_id, run.id, message,
+                    extra={"run_id": run.id, "source": run.source_id})
+
+
 def run_tick(args, settings: Settings) -> int:
+    from core.logs import configure
     from mlsfeeds.wiring import build_balancer, build_image_job
 
-    balancer = build_balancer(settings, on_step=_printer)
-    _one_pass(args, balancer, build_image_job(settings, balancer.worker, _photo_printer))
+    configure(settings.log_level, settings.log_format)
+    balancer = build_balancer(settings, on_step=_logged_step)
+    _one_pass(args, balancer, build_image_job(settings, balancer.worker, _logged_photos))
     return 0
 
 
 def run_worker(args, settings: Settings) -> int:
+    from core.logs import configure
     from mlsfeeds.wiring import build_balancer, build_image_job
+    from pipeline.metrics import WorkerMetrics, serve
 
+    configure(settings.log_level, settings.log_format)
     stop = threading.Event()
 
     def on_signal(signum, frame):
-        print(f"received {signal.Signals(signum).name}: finishing the step in flight", flush=True)
+        worker_log.info("received %s: finishing the step in flight", signal.Signals(signum).name)
         stop.set()
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    balancer = build_balancer(settings, should_stop=stop.is_set, on_step=_printer)
-    images = build_image_job(settings, balancer.worker, _photo_printer)
+    metrics = WorkerMetrics()
+    balancer = build_balancer(settings, should_stop=stop.is_set, on_step=_both(_logged_step, metrics.step),
+                              on_lease_lost=metrics.lease_lost)
+    images = build_image_job(settings, balancer.worker, _both(_logged_photos, metrics.photo_job))
+    bind = args.metrics_bind or settings.metrics_bind
+    server = serve(bind) if bind else None
     jobs = "photos only" if args.images else "data only" if args.no_images else "data and photos"
-    print(f"worker {balancer.worker}: {jobs}, ticking every {args.interval} s", flush=True)
+    worker_log.info("worker %s: %s, ticking every %s s%s", balancer.worker, jobs, args.interval,
+                    f", metrics at http://{bind}/metrics" if bind else "")
     while not stop.is_set():
+        metrics.tick()
         _one_pass(args, balancer, images, stop.is_set)
         stop.wait(args.interval)
-    print("worker stopped", flush=True)
+    if server is not None:
+        server.shutdown()
+    worker_log.info("worker stopped")
     return 0
+
+
+def _both(first, second):
+    def both(*args) -> None:
+        first(*args)
+        second(*args)
+
+    return both
 
 
 def run_source(args, settings: Settings) -> int:

@@ -1,4 +1,4 @@
-"""listing and photo counts per source, kept by triggers
+"""listing and photo counts per source, kept by triggers; a run's listings at its end
 
 Revision ID: 0009
 Revises: 0007
@@ -55,6 +55,9 @@ def upgrade() -> None:
         sa.Column('linked', core.types.BigId, nullable=False),
         sa.PrimaryKeyConstraint('source_id', name=op.f('pk_photo_counts')),
     )
+    with op.batch_alter_table('feed_runs', schema=None) as batch_op:
+        batch_op.add_column(sa.Column('listings_active', sa.Integer(), nullable=True))
+        batch_op.create_index(batch_op.f('ix_feed_runs_source_id_id'), ['source_id', 'id'], unique=False)
     dialect = op.get_bind().dialect.name
     if dialect == "postgresql":
         _postgresql_triggers()
@@ -190,3 +193,6 @@ def downgrade() -> None:
             op.execute(f"DROP FUNCTION IF EXISTS {name}()")
     op.drop_table('photo_counts')
     op.drop_table('listing_counts')
+    with op.batch_alter_table('feed_runs', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_feed_runs_source_id_id'))
+        batch_op.drop_column('listings_active')
