@@ -26,7 +26,7 @@ from core.clients import upsert_client
 from core.db import make_engine, session_factory
 from core.models import FeedRun, Source
 from tests.support.databases import fresh_database
-from tests.support.servers import ROOT, free_port, soap_server, wait_for_http
+from tests.support.servers import ROOT, free_port, soap_server, wait_for, wait_for_http
 
 SECRET = "ops-secret"
 OPERATOR = ("ops", "ops-password")
@@ -67,15 +67,6 @@ def add_source(session, source_id: str, url: str) -> None:
                        earliest_download=dt.time(0, 0), download={"kind": "http", "url": url},
                        parse={"format": "ndjson", "fields": FIELDS, "values": {}, "defaults": {}},
                        images={"strategy": "none"}, state={}))
-
-
-def wait_for(condition, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if value := condition():
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 class Ops:
