@@ -48,7 +48,7 @@ def run(settings: Settings, public_url: str, gunicorn_command: list[str], env: d
     fresh = not (SANDBOX_DIR / "state.json").exists()
     if fresh:
         print(f"creating the sandbox in {SANDBOX_DIR}: listings and photos for 7 simulated MLS servers "
-              "(a minute or two, once)...", flush=True)
+              "(some seconds, once)...", flush=True)
     world = World.create(SANDBOX_DIR, DEMO_LISTINGS_PER_SOURCE, seed=1) if fresh else World.open(SANDBOX_DIR)
     if fresh:
         print(f"sandbox: {len(world.state['sources'])} simulated MLS servers, "
