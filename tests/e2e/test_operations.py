@@ -39,7 +39,8 @@ FIELDS = {"ListingKey": "key", "ListPrice": "price", "StandardStatus": "status",
 def feed_server():
     """/good.ndjson: ROWS listings; anything else: 404 (the broken source's permanent failure)."""
     body = "".join(json.dumps({"key": f"K{n:04d}", "price": str(100_000 + n), "status": "Active" if n % 4 else "Pending",
-                               "zip": "34102"}) + "\n" for n in range(ROWS)).encode()
+                               "zip": "34102"}) + "\n" for n in range(ROWS))
+    body = (body + json.dumps({"key": "K9999", "price": "call for price", "status": "Active"}) + "\n").encode()
 
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self):
@@ -132,6 +133,8 @@ def test_the_status_page_puts_the_failed_source_first_with_its_error(ops):
     assert "download failed" in page and "404" in page
     detail = ops.get("/status/goodmls").text
     assert "<svg" in detail and f"{ROWS} listed" in detail and f"Active {ROWS - ROWS // 4}" in detail
+    rejects = detail[detail.index('id="rejects"'):]
+    assert "K9999" in rejects and "call for price" in rejects  # the reject and its reason
 
 
 @pytest.mark.skipif(not (shutil.which("chromium") and shutil.which("chromedriver")),
