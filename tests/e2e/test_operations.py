@@ -154,6 +154,7 @@ def test_an_operator_finds_the_failed_source_and_reads_its_error_in_a_browser(op
             run = session.scalar(select(FeedRun).where(FeedRun.source_id == "brokenmls"))
             assert error == run.last_error and "404" in error
         assert browser.find_elements(By.CSS_SELECTOR, "#runs tbody tr")
+        browser.save_screenshot(str(tmp_path / "source.png"))
         browser.set_window_size(390, 844)  # a phone
         browser.get(f"http://{host}/status")
         browser.save_screenshot(str(tmp_path / "status-phone.png"))
