@@ -15,7 +15,7 @@ has started.
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import func, select, true
@@ -43,7 +43,6 @@ class SourceView:
     photo_jobs_pending: int
     held: dict[str, Any] | None
     now: dt.datetime
-    problems: list[str] = field(default_factory=list)
 
     @property
     def id(self) -> str:

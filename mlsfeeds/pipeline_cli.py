@@ -6,7 +6,6 @@ import datetime as dt
 import json
 import logging
 import signal
-import sys
 import threading
 
 from sqlalchemy import select
