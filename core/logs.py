@@ -88,19 +88,25 @@ def configure(level: str, log_format: str) -> None:
 
 def gunicorn_config(level: str, log_format: str) -> dict:
     """gunicorn's ``logconfig_dict``: its error and access logs in the same format as ours."""
-    handler = {"class": "logging.StreamHandler", "formatter": "mlsfeeds", "filters": ["context"],
-               "stream": "ext://sys.stderr"}
-    fmt = {"()": "core.logs.JsonFormatter"} if log_format == "json" else {"format": TEXT_FORMAT}
+    def handler(formatter: str) -> dict:
+        return {"class": "logging.StreamHandler", "formatter": formatter, "filters": ["context"],
+                "stream": "ext://sys.stderr"}
+
+    json_format = {"()": "core.logs.JsonFormatter"}
     return {
         "version": 1,
         "disable_existing_loggers": False,
-        "formatters": {"mlsfeeds": fmt},
+        "formatters": {
+            "mlsfeeds": json_format if log_format == "json" else {"format": TEXT_FORMAT},
+            # An access line (gunicorn.conf.py's access_log_format) starts with its own timestamp.
+            "access": json_format if log_format == "json" else {"format": "%(message)s"},
+        },
         "filters": {"context": {"()": "core.logs.ContextFilter"}},
-        "handlers": {"stderr": handler},
+        "handlers": {"stderr": handler("mlsfeeds"), "access": handler("access")},
         "root": {"level": level, "handlers": ["stderr"]},
         "loggers": {
             "gunicorn.error": {"level": level, "handlers": ["stderr"], "propagate": False},
-            "gunicorn.access": {"level": "INFO", "handlers": ["stderr"], "propagate": False},
+            "gunicorn.access": {"level": "INFO", "handlers": ["access"], "propagate": False},
             "spyne": {"level": "WARNING"},
         },
     }
