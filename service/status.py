@@ -110,7 +110,7 @@ def _duration_chart(runs) -> str:
 
 def _listings_chart(runs) -> str:
     points = [charts.Point(f"#{r.id} {r.business_date}", r.listings_active) for r in reversed(runs)]
-    return charts.line(points, "listings", "active listings after each run, oldest first")
+    return charts.line(points, "listings", "listings after each run, oldest first")
 
 
 # -- template filters -------------------------------------------------------------------------------
