@@ -4,9 +4,18 @@ Bind and worker count come from MLSFEEDS_BIND / MLSFEEDS_WORKERS (or the serve f
 """
 
 import multiprocessing
+import os
+import shutil
+import tempfile
 
+from core.logs import gunicorn_config
 from core.settings import Settings
 
+# Metrics: every worker writes its SOAP counters under one folder (prometheus_client's
+# multiprocess mode); it must be known before a worker imports prometheus_client, and start empty.
+_own_metrics_dir = not os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+if _own_metrics_dir:
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="mlsfeeds-metrics-")
 _settings = Settings.from_env()
 
 bind = _settings.bind
@@ -26,5 +35,27 @@ accesslog = "-"
 access_log_format = '%(t)s %(h)s "%(r)s" %(s)s %(B)s %(M)sms "%(a)s"'
 errorlog = "-"
 loglevel = _settings.log_level.lower()
+logconfig_dict = gunicorn_config(_settings.log_level, _settings.log_format)
 proc_name = "mlsfeeds-soap"
 forwarded_allow_ips = "127.0.0.1"
+
+
+def on_starting(server):
+    """A fresh metrics folder: counters left by an earlier service would be summed in."""
+    folder = os.environ["PROMETHEUS_MULTIPROC_DIR"]
+    os.makedirs(folder, exist_ok=True)
+    for name in os.listdir(folder):
+        if name.endswith(".db"):
+            os.unlink(os.path.join(folder, name))
+
+
+def on_exit(server):
+    if _own_metrics_dir:
+        shutil.rmtree(os.environ["PROMETHEUS_MULTIPROC_DIR"], ignore_errors=True)
+
+
+def child_exit(server, worker):
+    """A dead worker's gauges go; its counters stay summed in (prometheus_client multiprocess)."""
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)

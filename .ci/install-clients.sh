@@ -9,6 +9,8 @@
 set -u
 
 PACKAGES="php8.2-cli php8.2-soap jaxws mono-devel"
+# The operator's side: the status page in a real browser, metrics scraped by a real Prometheus.
+PACKAGES="$PACKAGES chromium chromium-driver prometheus"
 
 warn() { echo "install-clients: WARNING: $*" >&2; }
 

@@ -85,6 +85,8 @@ class FeedRun(Base):
         Index(None, "status", "next_attempt_at"),
         Index(None, "source_id", "business_date"),
         Index(None, "images_ready"),
+        # A source's latest run (and latest success) found by an index probe, not a scan of its history.
+        Index(None, "source_id", "id"),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
@@ -133,6 +135,8 @@ class FeedRun(Base):
     images_attempt: Mapped[int] = mapped_column(Integer, default=0)
     images_next_attempt_at: Mapped[dt.datetime | None]
     images_error: Mapped[str | None] = mapped_column(Text)
+    # The source's active listings when the run finished: the status page draws them over time.
+    listings_active: Mapped[int | None] = mapped_column(Integer)
 
     source: Mapped[Source] = relationship(back_populates="runs")
 
@@ -166,6 +170,35 @@ class FeedReject(Base):
     listing_key: Mapped[str | None] = mapped_column(String(128))
     reason: Mapped[str] = mapped_column(Text)
     record: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+
+class ListingCount(Base):
+    """How many listings a source has per status, removed or not, kept by database triggers.
+
+    Migration 0009 maintains it in the transaction that writes ``listings`` (every writer: the
+    loader, removals, a seed, an operator's SQL), so metrics and the status page read a few
+    hundred rows where counting the listings would read a million. ``standard_status`` is ''
+    for listings without one.
+    """
+
+    __tablename__ = "listing_counts"
+
+    # No foreign key: the triggers write here while a source's deletion cascades to its listings.
+    source_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    standard_status: Mapped[str] = mapped_column(String(32), primary_key=True)
+    removed: Mapped[bool] = mapped_column(Boolean, primary_key=True)
+    listings: Mapped[int] = mapped_column(BigId, default=0)
+
+
+class PhotoCount(Base):
+    """A source's photos: ``stored`` in our object store, ``linked`` by URL; kept by triggers on
+    ``media`` (and on ``listings``, whose deletion takes its photos along), as ListingCount is."""
+
+    __tablename__ = "photo_counts"
+
+    source_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    stored: Mapped[int] = mapped_column(BigId, default=0)
+    linked: Mapped[int] = mapped_column(BigId, default=0)
 
 
 class Listing(Base):

@@ -32,6 +32,8 @@ class Settings:
     secret_key: str = field(default="", repr=False)
     wss_created_window: int = 300
     log_level: str = "INFO"
+    log_format: str = "text"
+    metrics_bind: str | None = None
     census_geocoder_url: str | None = None
     lease_seconds: int = 300
     max_attempts: int = 5
@@ -63,13 +65,15 @@ class Settings:
             database_url=database_url,
             storage_url=env.get("MLSFEEDS_STORAGE_URL") or DEFAULT_STORAGE_URL,
             s3_endpoint_url=env.get("MLSFEEDS_S3_ENDPOINT_URL") or None,
-            bind=_bind(env.get("MLSFEEDS_BIND") or DEFAULT_BIND),
+            bind=_bind(env.get("MLSFEEDS_BIND") or DEFAULT_BIND, "MLSFEEDS_BIND"),
             workers=_positive_int(env, "MLSFEEDS_WORKERS"),
             public_url_setting=_url(env, "MLSFEEDS_PUBLIC_URL"),
             photo_base_url=_url(env, "MLSFEEDS_PHOTO_BASE_URL"),
             secret_key=env.get("MLSFEEDS_SECRET_KEY") or _local_secret(env),
             wss_created_window=_positive_int(env, "MLSFEEDS_WSS_CREATED_WINDOW") or 300,
             log_level=(env.get("MLSFEEDS_LOG_LEVEL") or "INFO").upper(),
+            log_format=_choice(env, "MLSFEEDS_LOG_FORMAT", ("text", "json")),
+            metrics_bind=_bind(env["MLSFEEDS_METRICS_BIND"], "MLSFEEDS_METRICS_BIND") if env.get("MLSFEEDS_METRICS_BIND") else None,
             census_geocoder_url=_url(env, "MLSFEEDS_CENSUS_GEOCODER_URL"),
             lease_seconds=_positive_int(env, "MLSFEEDS_LEASE_SECONDS") or 300,
             max_attempts=_positive_int(env, "MLSFEEDS_MAX_ATTEMPTS") or 5,
@@ -85,11 +89,18 @@ class Settings:
         )
 
 
-def _bind(value: str) -> str:
+def _bind(value: str, name: str) -> str:
     host, sep, port = value.rpartition(":")
     if not sep or not port.isdigit():
-        raise ConfigError(f"MLSFEEDS_BIND must be HOST:PORT, got {value!r}")
+        raise ConfigError(f"{name} must be HOST:PORT, got {value!r}")
     return value
+
+
+def _choice(env: Mapping[str, str], name: str, choices: tuple[str, ...]) -> str:
+    raw = (env.get(name) or choices[0]).lower()
+    if raw not in choices:
+        raise ConfigError(f"{name} must be one of {', '.join(choices)}, got {env.get(name)!r}")
+    return raw
 
 
 def _positive_int(env: Mapping[str, str], name: str) -> int | None:

@@ -307,7 +307,10 @@ def _demo(args, settings: Settings) -> int:
 
     command, env = _gunicorn(args)
     public_url = Settings.from_env(env).public_url
-    return demo.run(Settings.from_env(env), public_url, command, env)
+    try:
+        return demo.run(Settings.from_env(env), public_url, command, env)
+    except demo.PortBusy as exc:
+        raise UsageError(str(exc)) from None
 
 
 # -- wsdl -------------------------------------------------------------------------------------

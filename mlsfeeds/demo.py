@@ -23,14 +23,32 @@ DEMO_USER, DEMO_PASSWORD = "demo", "demo-password"
 SANDBOX_DIR = Path("var/sandbox")
 
 
+class PortBusy(Exception):
+    """The demo's port is taken; the message says how to pick another."""
+
+
+def check_port(bind: str) -> None:
+    """Fail before any work if ``bind`` (HOST:PORT) cannot be listened on."""
+    import socket
+
+    host, _, port = bind.rpartition(":")
+    try:
+        with socket.socket(socket.AF_INET6 if ":" in host.strip("[]") else socket.AF_INET) as probe:
+            probe.bind((host.strip("[]"), int(port)))
+    except OSError as exc:
+        raise PortBusy(f"cannot listen on {bind} ({exc.strerror}): another program uses it. Pick another port with "
+                       f"`mlsfeeds demo --bind 127.0.0.1:8080` (or MLSFEEDS_BIND=127.0.0.1:8080 make demo)") from None
+
+
 def run(settings: Settings, public_url: str, gunicorn_command: list[str], env: dict[str, str]) -> int:
     from sandbox.world import World, start_servers
 
+    check_port(settings.bind)
     db.upgrade(settings.database_url)
     fresh = not (SANDBOX_DIR / "state.json").exists()
     if fresh:
         print(f"creating the sandbox in {SANDBOX_DIR}: listings and photos for 7 simulated MLS servers "
-              "(a minute or two, once)...", flush=True)
+              "(some seconds, once)...", flush=True)
     world = World.create(SANDBOX_DIR, DEMO_LISTINGS_PER_SOURCE, seed=1) if fresh else World.open(SANDBOX_DIR)
     if fresh:
         print(f"sandbox: {len(world.state['sources'])} simulated MLS servers, "

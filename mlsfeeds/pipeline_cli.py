@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import logging
 import signal
-import sys
 import threading
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 
-from core.models import FeedRun, Listing, Source
+from core.models import FeedRun, Source
 from core.settings import Settings
 from core.types import utcnow
+
+
+worker_log = logging.getLogger("mlsfeeds.worker")
 
 
 class CommandFailed(Exception):
@@ -32,6 +35,9 @@ def add_commands(commands, positive) -> None:
     tick.set_defaults(run=run_tick)
     worker = commands.add_parser("worker", help="tick every --interval seconds until SIGTERM/SIGINT")
     worker.add_argument("--interval", type=positive, default=60, metavar="SECONDS", help="default 60")
+    worker.add_argument("--metrics-bind", metavar="HOST:PORT",
+                        help="serve Prometheus metrics at http://HOST:PORT/metrics (default: MLSFEEDS_METRICS_BIND; "
+                             "unset: none)")
     _job_flags(worker)
     worker.set_defaults(run=run_worker)
 
@@ -47,7 +53,9 @@ def add_commands(commands, positive) -> None:
     run.add_argument("--no-images", action="store_true", help="skip the photo job after the data steps")
     run.set_defaults(run=run_source)
 
-    status = commands.add_parser("status", help="every source and its latest run")
+    status = commands.add_parser("status", help="every source and its latest run; with SOURCE, its recent runs")
+    status.add_argument("source", nargs="?", help="show this source's recent runs")
+    status.add_argument("--runs", type=positive, default=30, metavar="N", help="with SOURCE: how many runs (default 30)")
     status.add_argument("--json", action="store_true", help="machine-readable output")
     status.set_defaults(run=show_status)
 
@@ -76,11 +84,13 @@ def sources_apply(args, settings: Settings) -> int:
 
 
 def sources_list(args, settings: Settings) -> int:
+    table = _table("source", "on", "kind", "from", "zone", "repeat", "images", "name")
     with _sessions(settings)() as session:
         for s in session.scalars(select(Source).order_by(Source.id)):
-            repeat = f" every {s.repeat_every_seconds // 60} min" if s.repeat_every_seconds else ""
-            print(f"{s.id:<16} {'on ' if s.enabled else 'off'} {s.download.get('kind', '?'):<6} "
-                  f"from {s.earliest_download:%H:%M} {s.timezone}{repeat}  images: {s.images.get('strategy', 'none')}  {s.name}")
+            repeat = f"every {s.repeat_every_seconds // 60} min" if s.repeat_every_seconds else "-"
+            table.add_row(s.id, "on" if s.enabled else "off", s.download.get("kind", "?"), f"{s.earliest_download:%H:%M}",
+                          s.timezone, repeat, s.images.get("strategy", "none"), s.name)
+    _console().print(table)
     return 0
 
 
@@ -96,39 +106,71 @@ def _one_pass(args, balancer, images, should_stop=lambda: False) -> None:
     if not args.images:
         report = balancer.tick()
         for created in report.created:
-            print(f"started {created}", flush=True)
+            worker_log.info("started %s", created)
     if not args.no_images:
         images.run_pending(should_stop)
 
 
+def _logged_step(run: FeedRun, step: str, summary: str) -> None:
+    level = logging.WARNING if run.status in ("waiting", "failed") else logging.INFO
+    worker_log.log(level, "%s#%s %s %s", run.source_id, run.id, step, summary,
+                   extra={"run_id": run.id, "source": run.source_id})
+
+
+def _logged_photos(run: FeedRun, message: str) -> None:
+    worker_log.info("%s#%s photos %s", run.source_id, run.id, message,
+                    extra={"run_id": run.id, "source": run.source_id})
+
+
 def run_tick(args, settings: Settings) -> int:
+    from core.logs import configure
     from mlsfeeds.wiring import build_balancer, build_image_job
 
-    balancer = build_balancer(settings, on_step=_printer)
-    _one_pass(args, balancer, build_image_job(settings, balancer.worker, _photo_printer))
+    configure(settings.log_level, settings.log_format)
+    balancer = build_balancer(settings, on_step=_logged_step)
+    _one_pass(args, balancer, build_image_job(settings, balancer.worker, _logged_photos))
     return 0
 
 
 def run_worker(args, settings: Settings) -> int:
+    from core.logs import configure
     from mlsfeeds.wiring import build_balancer, build_image_job
+    from pipeline.metrics import WorkerMetrics, serve
 
+    configure(settings.log_level, settings.log_format)
     stop = threading.Event()
 
     def on_signal(signum, frame):
-        print(f"received {signal.Signals(signum).name}: finishing the step in flight", flush=True)
+        worker_log.info("received %s: finishing the step in flight", signal.Signals(signum).name)
         stop.set()
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    balancer = build_balancer(settings, should_stop=stop.is_set, on_step=_printer)
-    images = build_image_job(settings, balancer.worker, _photo_printer)
+    metrics = WorkerMetrics()
+    balancer = build_balancer(settings, should_stop=stop.is_set, on_step=_both(_logged_step, metrics.step),
+                              on_lease_lost=metrics.lease_lost)
+    images = build_image_job(settings, balancer.worker, _both(_logged_photos, metrics.photo_job))
+    bind = args.metrics_bind or settings.metrics_bind
+    server = serve(bind) if bind else None
     jobs = "photos only" if args.images else "data only" if args.no_images else "data and photos"
-    print(f"worker {balancer.worker}: {jobs}, ticking every {args.interval} s", flush=True)
+    worker_log.info("worker %s: %s, ticking every %s s%s", balancer.worker, jobs, args.interval,
+                    f", metrics at http://{bind}/metrics" if bind else "")
     while not stop.is_set():
+        metrics.tick()
         _one_pass(args, balancer, images, stop.is_set)
         stop.wait(args.interval)
-    print("worker stopped", flush=True)
+    if server is not None:
+        server.shutdown()
+    worker_log.info("worker stopped")
     return 0
+
+
+def _both(first, second):
+    def both(*args) -> None:
+        first(*args)
+        second(*args)
+
+    return both
 
 
 def run_source(args, settings: Settings) -> int:
@@ -210,23 +252,87 @@ def _latest_with_payload(session, source_id: str) -> FeedRun | None:
 
 
 def show_status(args, settings: Settings) -> int:
+    from core.overview import overview
+
     with _sessions(settings)() as session:
-        rows = _status_rows(session)
+        if args.source:
+            return _show_source(args, session)
+        views = sorted(overview(session, utcnow()), key=lambda v: v.id)
+        rows = [_status_row(v) for v in views]
     if args.json:
         print(json.dumps(rows, indent=2, default=str))
         return 0
-    header = f"{'source':<14} {'run':>6} {'kind':<11} {'status':<9} {'step':<9} {'try':>3} {'parsed':>8} {'rej':>5} {'ins':>7} {'upd':>7} {'rem':>6} {'held':>6} {'listings':>9}  error"
-    print(header)
-    for r in rows:
+    table = _table("source", "state", "run", "kind", "status", "step", "try", "parsed", "rej", "ins", "upd", "rem",
+                   "held", "listings", "removed", "photos", "ph.failed", "last success", "error")
+    for v, r in zip(views, rows):
         run = r["run"] or {}
-        held = (r["held_removals"] or {}).get("listings", 0)
-        print(f"{r['source']:<14} {run.get('id', '-'):>6} {run.get('kind', '-'):<11} {run.get('status', 'never'):<9} "
-              f"{run.get('step', '-'):<9} {run.get('attempt', 0):>3} {run.get('rows_parsed', 0):>8} {run.get('rows_rejected', 0):>5} "
-              f"{run.get('rows_inserted', 0):>7} {run.get('rows_updated', 0):>7} {run.get('rows_removed', 0):>6} {held:>6} "
-              f"{r['listings']:>9}  {(run.get('last_error') or '')[:80]}")
+        table.add_row(r["source"], v.state, str(run.get("id", "-")), run.get("kind", "-"), run.get("status", "never"),
+                      run.get("step", "-"), _n(run.get("attempt")), _n(run.get("rows_parsed")),
+                      _n(run.get("rows_rejected")), _n(run.get("rows_inserted")), _n(run.get("rows_updated")),
+                      _n(run.get("rows_removed")), _n((r["held_removals"] or {}).get("listings")), _n(r["listings"]),
+                      _n(r["removed"]), _n(r["photos"]["stored"] + r["photos"]["linked"]), _n(r["photos"]["failed"]),
+                      _since(v.age), (run.get("last_error") or v.error or "")[:80])
+    _console().print(table)
     for line in _warnings(rows):
         print(line)
     return 0
+
+
+def _show_source(args, session) -> int:
+    """``status SOURCE``: the source's recent runs, newest first."""
+    from core.overview import history
+
+    if session.get(Source, args.source) is None:
+        raise CommandFailed(f"no source {args.source!r}; `mlsfeeds sources list` shows them")
+    runs = history(session, args.source, args.runs)
+    if args.json:
+        print(json.dumps([{f: getattr(r, f) for f in RUN_FIELDS} for r in runs], indent=2, default=str))
+        return 0
+    table = _table("run", "date", "kind", "status", "step", "try", "started", "took", "parsed", "rej", "ins", "upd",
+                   "rem", "held", "photos", "ph.failed", "error or warning")
+    for r in runs:
+        took = (r.finished_at - r.started_at).total_seconds() if r.finished_at and r.started_at else None
+        table.add_row(str(r.id), str(r.business_date), r.kind, r.status, r.step, _n(r.attempt),
+                      f"{r.started_at:%Y-%m-%d %H:%M}" if r.started_at else "-", _seconds(took), _n(r.rows_parsed),
+                      _n(r.rows_rejected), _n(r.rows_inserted), _n(r.rows_updated), _n(r.rows_removed),
+                      _n(r.removals_held), _n(r.photos_stored + r.photos_linked), _n(r.photos_failed),
+                      r.last_error or r.images_error or r.warning or "")
+    _console().print(table)
+    return 0
+
+
+def _console():
+    """A console as wide as the terminal, or wide enough not to fold a table into a pipe or file."""
+    from rich.console import Console
+
+    console = Console()
+    return console if console.is_terminal else Console(width=240, no_color=True)
+
+
+def _table(*columns: str):
+    from rich.table import Table
+
+    table = Table(box=None, header_style="bold", pad_edge=False)
+    for name in columns:
+        numeric = name in {"run", "try", "parsed", "rej", "ins", "upd", "rem", "held", "listings", "removed",
+                           "photos", "ph.failed", "took"}
+        table.add_column(name, justify="right" if numeric else "left", no_wrap=name not in ("error", "error or warning"))
+    return table
+
+
+def _n(value) -> str:
+    return f"{value:,}" if value else "0" if value == 0 else "-"
+
+
+def _seconds(value: float | None) -> str:
+    return "-" if value is None else f"{value:,.0f}s" if value < 600 else f"{value / 60:,.0f}m"
+
+
+def _since(age) -> str:
+    if age is None:
+        return "never"
+    hours = age.total_seconds() / 3600
+    return f"{age.total_seconds() / 60:.0f}m ago" if hours < 1 else f"{hours:.1f}h ago" if hours < 48 else f"{hours / 24:.0f}d ago"
 
 
 def _warnings(rows: list[dict]) -> list[str]:
@@ -250,21 +356,13 @@ RUN_FIELDS = ("id", "kind", "business_date", "status", "step", "attempt", "next_
               "images_attempt", "images_next_attempt_at", "images_error")
 
 
-def _status_rows(session) -> list[dict]:
-    from pipeline.removals import pending
-
-    held = pending(session)
-    newest = select(func.max(FeedRun.id)).group_by(FeedRun.source_id)
-    latest = {r.source_id: r for r in session.scalars(select(FeedRun).where(FeedRun.id.in_(newest)))}
-    counts = dict(session.execute(select(Listing.source_id, func.count()).where(Listing.removed_at.is_(None))
-                                  .group_by(Listing.source_id)).all())
-    rows = []
-    for s in session.scalars(select(Source).order_by(Source.id)):
-        run = latest.get(s.id)
-        rows.append({
-            "source": s.id, "enabled": s.enabled, "timezone": s.timezone,
-            "earliest_download": s.earliest_download.strftime("%H:%M"), "listings": counts.get(s.id, 0),
-            "run": {f: getattr(run, f) for f in RUN_FIELDS} if run else None,
-            "held_removals": held.get(s.id),
-        })
-    return rows
+def _status_row(view) -> dict:
+    s, run = view.source, view.run
+    return {
+        "source": s.id, "enabled": s.enabled, "timezone": s.timezone,
+        "earliest_download": s.earliest_download.strftime("%H:%M"), "state": view.state, "stale": view.stale,
+        "last_success": view.last_success, "listings": view.listings["active"], "removed": view.listings["removed"],
+        "photos": {**view.photos, "failed": view.photos_failed, "jobs_pending": view.photo_jobs_pending},
+        "run": {f: getattr(run, f) for f in RUN_FIELDS} if run else None,
+        "held_removals": view.held,
+    }

@@ -43,9 +43,11 @@ def build_image_job(settings: Settings, worker: str, on_done=lambda run, message
 
 
 def build_balancer(settings: Settings, *, should_stop=lambda: False, on_step=lambda run, step, summary: None,
-                   progress: Callable[[str], None] = lambda m: None) -> Balancer:
+                   progress: Callable[[str], None] = lambda m: None,
+                   on_lease_lost=lambda source_id, step: None) -> Balancer:
     # SQLite has one writer: every worker transaction takes the write lock up front.
     sessions = session_factory(make_engine(settings.database_url, immediate=True))
     policy = Policy(lease_seconds=settings.lease_seconds, max_attempts=settings.max_attempts,
                     backoff_seconds=settings.retry_backoff_seconds)
-    return Balancer(sessions, build_services(settings, progress), policy, should_stop=should_stop, on_step=on_step)
+    return Balancer(sessions, build_services(settings, progress), policy, should_stop=should_stop, on_step=on_step,
+                    on_lease_lost=on_lease_lost)

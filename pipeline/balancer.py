@@ -25,7 +25,9 @@ from sqlalchemy import and_, exists, or_, select, update
 from sqlalchemy.orm import Session, aliased, sessionmaker
 
 from core.db import refresh_statistics
+from core.logs import run_context
 from core.models import FeedRun, Source
+from core.overview import active_listings
 from pipeline import steps
 from pipeline.clock import db_now
 from pipeline.errors import PipelineError
@@ -57,13 +59,18 @@ class Balancer:
     def __init__(self, sessions: sessionmaker[Session], services: steps.Services,
                  policy: Policy | None = None, worker: str | None = None,
                  should_stop: Callable[[], bool] = lambda: False,
-                 on_step: Callable[[FeedRun, str, str], None] = lambda run, step, summary: None):
+                 on_step: Callable[[FeedRun, str, str], None] = lambda run, step, summary: None,
+                 on_lease_lost: Callable[[str, str], None] = lambda source_id, step: None):
+        """``on_step(run, step, summary)`` follows every step that ended (the run says how: its
+        status is ``waiting`` or ``failed`` after a failure); ``on_lease_lost(source, step)``
+        follows a step whose result was thrown away because another worker took the run."""
         self.sessions = sessions
         self.services = services
         self.policy = policy or Policy()
         self.worker = worker or worker_name()
         self.should_stop = should_stop
         self.on_step = on_step
+        self.on_lease_lost = on_lease_lost
 
     def tick(self) -> TickReport:
         report = TickReport()
@@ -106,7 +113,9 @@ class Balancer:
 
     def advance(self, run_id: int) -> str:
         """Run the claimed run's steps, committing after each, until done, failed or stopped."""
-        with _Heartbeat(self, run_id):
+        with self.sessions() as session:
+            source_id = session.scalar(select(FeedRun.source_id).where(FeedRun.id == run_id))
+        with _Heartbeat(self, run_id), run_context(run_id, source_id):
             while True:
                 with self.sessions() as session:
                     run = session.get(FeedRun, run_id)
@@ -122,7 +131,7 @@ class Balancer:
             return f"{run.source_id}#{run.id} {run.status} at {run.step}"
 
     def _do_step(self, session: Session, run: FeedRun) -> bool:
-        run_id, step = run.id, run.step  # read now: after a rollback they would need a new transaction
+        run_id, step, source_id = run.id, run.step, run.source_id  # read now: after a rollback they would need a new transaction
         try:
             summary = steps.run_step(session, run, self.services)
         except Exception as exc:  # the outermost loop: record what failed, classify, move on
@@ -133,11 +142,13 @@ class Balancer:
         if not self._still_mine(session, run_id):
             session.rollback()
             log.warning("run %s: lease lost during %s; another worker has it", run_id, step)
+            self.on_lease_lost(source_id, step)
             return False
         run.step = steps.next_step(step)
         run.attempt = 0
         if run.step == "done":
             steps.finish(run, session.get(Source, run.source_id), db_now(session))
+            run.listings_active = active_listings(session, run.source_id)
             run.lease_owner = run.lease_expires_at = None
         session.commit()
         if step == "load" and _changed_much(run):

@@ -34,9 +34,9 @@ from sqlalchemy import BigInteger, delete, func, insert, literal, select, update
 from sqlalchemy.orm import Session
 
 from core.models import FeedReject, FeedRun, HeldRemoval, Listing, Source
+from core.overview import RELEASE, held_removals as pending  # noqa: F401  (pending: held removals by source)
 from pipeline.loader import LoadCounts, mark_removed
 
-RELEASE = "mlsfeeds run {source} --release-removals"
 
 
 @dataclass
@@ -102,17 +102,6 @@ def release(session: Session, source_id: str, now: dt.datetime) -> Release:
         report.removed += removed
         report.came_back += held - removed
     return report
-
-
-def pending(session: Session) -> dict[str, dict[str, Any]]:
-    """Held removals waiting for an operator, by source: the holding run, how many, how to release."""
-    rows = session.execute(
-        select(FeedRun.source_id, FeedRun.id, FeedRun.started_at, func.count(HeldRemoval.listing_id))
-        .join(HeldRemoval, HeldRemoval.run_id == FeedRun.id)
-        .group_by(FeedRun.source_id, FeedRun.id, FeedRun.started_at).order_by(FeedRun.id))
-    return {source_id: {"run": run_id, "listings": count, "held_since": started,
-                        "release": RELEASE.format(source=source_id)}
-            for source_id, run_id, started, count in rows}
 
 
 # -- holding ----------------------------------------------------------------------------------------

@@ -16,8 +16,9 @@ from decimal import Decimal
 from importlib import import_module
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
-from sandbox.feeds._common import write_quirks
+from sandbox.feeds._common import save_ports, write_quirks
 from sandbox.listings import synthetic_listings
 from sandbox.toml import dumps_sources
 
@@ -144,18 +145,23 @@ def _change_photos(listings: list[dict], rng: random.Random, now: dt.datetime, c
 
 
 def start_servers(world: World) -> tuple[list, str]:
-    """Start every source's server; returns (running servers, sources.toml text)."""
-    running, tables = [], []
+    """Start every source's server; returns (running servers, sources.toml text).
+
+    Each server gets the port it had the last time this folder's sandbox ran, when it is free
+    (``ports.json``): sources.toml, and photo links the database holds, stay right."""
+    running, tables, ports = [], [], {}
     try:
         for sid, entry in world.state["sources"].items():
             f = feed(entry["kind"])
             server = f.start(world.root)
             running.append(server)
             tables.append(f.source(server, sid))
+            ports[entry["kind"]] = urlsplit(server.url).port or 0
     except BaseException:
         for server in running:
             server.stop()
         raise
+    save_ports(world.root, {kind: port for kind, port in ports.items() if port})
     text = dumps_sources(tables)
     (world.root / "sources.toml").write_text(text, encoding="utf-8")
     return running, text

@@ -1,4 +1,5 @@
-"""The WSGI application: the SOAP 1.1 endpoint at /soap, its WSDL at /soap?wsdl, /healthz.
+"""The WSGI application: the SOAP 1.1 endpoint at /soap, its WSDL at /soap?wsdl, and the
+operator's side: /status (and / redirecting there), /metrics, /healthz and /readyz.
 
 Everything a request needs is built once per process from Settings and handed down; the only
 per-call state is a database session and the authenticated caller.
@@ -104,18 +105,29 @@ def build_runtime(settings: Settings, engine: Engine, photo_urls: PhotoUrls | No
     )
 
 
+@dataclass
+class OperatorApps:
+    """The operator's side of the service, each a WSGI app (service.status, metrics, health)."""
+
+    status: object | None = None
+    metrics: object | None = None
+    readiness: object | None = None
+
+
 class Dispatcher:
-    """Routes /soap (POST: SOAP, GET ?wsdl: the prebuilt WSDL), /photos/ (local store) and /healthz.
+    """Routes /soap (POST: SOAP, GET ?wsdl: the prebuilt WSDL), /photos/ (local store), /status,
+    /metrics, /healthz and /readyz.
 
     ``precheck`` and ``render_error`` are the hooks of service.server.BufferingWorker: the
     first runs when a request's head has arrived and its body has not, the second renders the
     worker's own refusals (a body too large, a client too slow).
     """
 
-    def __init__(self, soap: SoapEndpoint, wsdl: bytes, photo_files=None):
+    def __init__(self, soap: SoapEndpoint, wsdl: bytes, photo_files=None, operators: OperatorApps | None = None):
         self._soap = soap
         self._wsdl = wsdl
         self._photo_files = photo_files
+        self._operators = operators or OperatorApps()
 
     def __call__(self, environ, start_response):
         path = environ.get("PATH_INFO") or "/"
@@ -130,9 +142,26 @@ class Dispatcher:
                             [("Allow", "GET, HEAD, POST")])
         if self._photo_files is not None and path.startswith("/photos/"):
             return self._photo_files(environ, start_response)
-        if path == "/healthz":
-            return _respond(start_response, "200 OK", b"ok\n", "text/plain")
+        app = self._operator_app(path)
+        if app is not None:
+            return app(environ, start_response)
+        if path == "/" and self._operators.status is not None:
+            return _respond(start_response, "302 Found", b"see /status\n", "text/plain", [("Location", "/status")])
         return _respond(start_response, "404 Not Found", b"not found: the SOAP endpoint is /soap\n", "text/plain")
+
+    def _operator_app(self, path: str):
+        from service.health import liveness
+
+        ops = self._operators
+        if path == "/healthz":
+            return liveness
+        if path == "/readyz":
+            return ops.readiness
+        if path == "/metrics":
+            return ops.metrics
+        if path == "/status" or path.startswith("/status/"):
+            return ops.status
+        return None
 
     def precheck(self, environ, start_response):
         if (environ.get("PATH_INFO") or "").rstrip("/") == SOAP_PATH and environ.get("REQUEST_METHOD") == "POST":
@@ -158,23 +187,43 @@ def _respond(start_response, status: str, body: bytes, content_type: str, extra=
 def build_dispatcher(settings: Settings, engine: Engine, photo_urls: PhotoUrls | None = None,
                      photo_files=None, nonce_engine: Engine | None = None,
                      observe: Observer | None = None) -> Dispatcher:
-    """The whole service on ``engine``: the endpoint, and the WSDL addressed at ``{public_url}/soap``."""
+    """The whole service on ``engine``: the endpoint, the WSDL addressed at ``{public_url}/soap``,
+    and the operator's pages (metrics only when ``observe`` is given: it owns the counters)."""
     from service.wsdl import published_wsdl
 
     runtime = build_runtime(settings, engine, photo_urls, nonce_engine)
     endpoint = SoapEndpoint(runtime, observe)
-    return Dispatcher(endpoint, published_wsdl(settings.public_url + SOAP_PATH), photo_files)
+    operators = operator_apps(settings, engine, runtime, photo_files, metrics=observe is not None)
+    return Dispatcher(endpoint, published_wsdl(settings.public_url + SOAP_PATH), photo_files, operators)
+
+
+def operator_apps(settings: Settings, engine: Engine, runtime: Runtime, photo_files, metrics: bool) -> OperatorApps:
+    from service.health import Readiness, database_check, folder_check
+    from service.metrics import FeedCollector, MetricsEndpoint
+    from service.status import StatusPages
+
+    checks = {"database": database_check(engine)}
+    if photo_files is not None:
+        checks["object store"] = folder_check(photo_files.store.root)
+    multiprocess_dir = settings.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    return OperatorApps(
+        status=StatusPages(runtime.sessions, runtime.authenticator),
+        metrics=MetricsEndpoint(FeedCollector(runtime.sessions), multiprocess_dir) if metrics else None,
+        readiness=Readiness(checks),
+    )
 
 
 def create_app(settings: Settings | None = None) -> Dispatcher:
     """The WSGI entry point (gunicorn: ``service.app:create_app()``)."""
+    from core.logs import configure
+    from service.metrics import soap_metrics
+
     settings = settings or Settings.from_env()
-    logging.basicConfig(level=settings.log_level)
-    logging.getLogger("spyne").setLevel(logging.WARNING)
+    configure(settings.log_level, settings.log_format)
     engine = make_engine(settings.database_url)
     nonce_engine = make_engine(settings.database_url, immediate=True)
     photo_urls, photo_files = photo_links(settings)
-    return build_dispatcher(settings, engine, photo_urls, photo_files, nonce_engine)
+    return build_dispatcher(settings, engine, photo_urls, photo_files, nonce_engine, soap_metrics().observe)
 
 
 def photo_links(settings: Settings):

@@ -205,7 +205,7 @@ class SoapEndpoint:
             # The caller's mistake: one line, no traceback, and never more of its values than this.
             text = (message or "")[:LOGGED_CHARS] + ("..." if message and len(message) > LOGGED_CHARS else "")
             log.warning("%s %s client=%s %.1fms: %s", call.operation, outcome, call.client, seconds * 1000,
-                        text)
+                        text, extra={"client": call.client})
         self._observe(call.operation, outcome, seconds, call.rows)
 
     @staticmethod

@@ -79,6 +79,11 @@ class PhotoFiles:
     def __init__(self, store, links: SignedPhotoLinks):
         self._store, self._links = store, links
 
+    @property
+    def store(self):
+        """The local object store the photos are served from (/readyz checks it)."""
+        return self._store
+
     def __call__(self, environ, start_response):
         key = "photos/" + unquote(environ.get("PATH_INFO", "")[len(SignedPhotoLinks.PREFIX):])
         query = parse_qs(environ.get("QUERY_STRING", ""))

@@ -117,3 +117,36 @@ def write_quirks(root: Path, kind: str, quirks: dict, known: dict[str, str]) -> 
         raise ValueError(f"the {kind} sandbox has no quirk {unknown[0]!r}; it has {', '.join(sorted(known))}")
     with atomic_file(Path(root) / kind / "quirks.json") as out:
         out.write(json.dumps(quirks, sort_keys=True).encode())
+
+
+PORTS_FILE = "ports.json"
+
+
+def saved_port(root: Path, kind: str) -> int:
+    """The port the ``kind`` server of this sandbox folder had last time, if it is free now; else 0
+    (any free port). Links to a sandbox server (photo URLs in the database) then survive a restart."""
+    import socket
+
+    try:
+        port = int(json.loads((Path(root) / PORTS_FILE).read_text()).get(kind, 0))
+    except (FileNotFoundError, ValueError, AttributeError):
+        return 0
+    if not port:
+        return 0
+    with socket.socket() as probe:
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return 0
+    return port
+
+
+def save_ports(root: Path, ports: dict[str, int]) -> None:
+    """Remember the servers' ports in the sandbox folder (see ``saved_port``)."""
+    path = Path(root) / PORTS_FILE
+    try:
+        known = json.loads(path.read_text())
+    except (FileNotFoundError, ValueError):
+        known = {}
+    with atomic_file(path) as out:
+        out.write(json.dumps({**known, **ports}, indent=1, sort_keys=True).encode())

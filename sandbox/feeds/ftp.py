@@ -28,7 +28,8 @@ from pathlib import Path
 from typing import Any
 
 from sandbox.feeds import Running
-from sandbox.feeds._common import atomic_file, business_day, from_local_text, local_text, self_signed_certificate
+from sandbox.feeds._common import (atomic_file, business_day, from_local_text, local_text, saved_port,
+                                   self_signed_certificate)
 from sandbox.photos import expected_photo, photo_bytes
 
 TIMEZONE = "America/New_York"
@@ -109,7 +110,8 @@ class FtpFeed:
         directory = Path(root) / "ftp"
         directory.mkdir(parents=True, exist_ok=True)
         details: dict[str, Any] = {"username": self.username, "password": self.password, "directory": directory}
-        server = ThreadedFTPServer(("127.0.0.1", 0), self._handler(directory, Path(root), details))
+        address = ("127.0.0.1", saved_port(root, "ftp"))
+        server = ThreadedFTPServer(address, self._handler(directory, Path(root), details))
         host, port = server.address[:2]
         stop = _serve_in_thread(server)
         scheme = "ftps" if self.tls else "ftp"

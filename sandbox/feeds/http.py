@@ -40,7 +40,7 @@ from typing import Any
 from urllib.parse import unquote
 
 from sandbox.feeds import Running
-from sandbox.feeds._common import atomic_file
+from sandbox.feeds._common import atomic_file, saved_port
 from sandbox.photos import expected_photo, kind, photo_bytes
 
 TIMEZONE = "America/Denver"
@@ -110,7 +110,7 @@ class HttpFeed:
             "directory": directory, "faults": faults, "authorized": self._authorized,
             "photos": _PhotoIndex(directory / PHOTO_INDEX, directory / PHOTO_CACHE), "stats": stats,
         })
-        server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        server = ThreadingHTTPServer(("127.0.0.1", saved_port(root, "http")), handler)
         server.daemon_threads = True
         thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
                                   name="sandbox-http", daemon=True)

@@ -42,7 +42,7 @@ from pathlib import Path
 from urllib.parse import parse_qs, quote, urlencode, urlsplit
 
 from sandbox.feeds import Running
-from sandbox.feeds._common import Quirks, atomic_file
+from sandbox.feeds._common import Quirks, atomic_file, saved_port
 from sandbox.photos import photo_bytes
 
 SERVICE_ROOT = "/odata"
@@ -257,8 +257,8 @@ class _Tokens:
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
 
-    def __init__(self, store: _Store, tokens: _Tokens, photos: _PhotoIndex, quirks: Quirks):
-        super().__init__(("127.0.0.1", 0), _Handler)
+    def __init__(self, store: _Store, tokens: _Tokens, photos: _PhotoIndex, quirks: Quirks, port: int = 0):
+        super().__init__(("127.0.0.1", port), _Handler)
         self.store, self.tokens, self.photos, self.quirks = store, tokens, photos, quirks
         self.failures: list[int] = []  # HTTP statuses to answer the next resource requests with
         self.base = f"http://127.0.0.1:{self.server_port}"
@@ -396,7 +396,8 @@ class ResoFeed:
         ``count`` resource requests with that HTTP status."""
         tokens = _Tokens(secrets.token_urlsafe(24), CLIENT_ID, CLIENT_SECRET, token_lifetime)
         server = _Server(_Store(Path(root) / "reso" / f"{RESOURCE}.json"), tokens,
-                         _PhotoIndex(Path(root) / "reso" / "photos.json"), Quirks(root, "reso"))
+                         _PhotoIndex(Path(root) / "reso" / "photos.json"), Quirks(root, "reso"),
+                         saved_port(root, "reso"))
         thread = threading.Thread(target=server.serve_forever, name="sandbox-reso", daemon=True)
         thread.start()
         details = {

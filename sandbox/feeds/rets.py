@@ -54,7 +54,7 @@ from zoneinfo import ZoneInfo
 
 from sandbox import photos
 from sandbox.feeds import Running
-from sandbox.feeds._common import Quirks, write_quirks
+from sandbox.feeds._common import Quirks, write_quirks, saved_port
 
 SERVER_TIMEZONE = "America/New_York"
 USERNAME = "sandbox"
@@ -522,7 +522,7 @@ class _Server(ThreadingHTTPServer):
     daemon_threads = True
 
     def __init__(self, root: Path, controls: Controls):
-        super().__init__(("127.0.0.1", 0), _Handler)
+        super().__init__(("127.0.0.1", saved_port(root, "rets")), _Handler)
         self.dataset = _Dataset(root)
         self.controls = controls
         self.quirks = Quirks(root, "rets")

@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from sandbox.feeds import Running
-from sandbox.feeds._common import atomic_file, business_day
+from sandbox.feeds._common import atomic_file, business_day, saved_port
 from sandbox.feeds.ftp import PHOTO_DIRECTORY, PHOTO_PATTERN, PhotoFiles, listing_photos
 
 TIMEZONE = "America/Chicago"
@@ -96,7 +96,7 @@ class SftpFeed:
         thread = threading.Thread(target=loop.run_forever, name="sandbox-sftp", daemon=True)
         thread.start()
         connections: set = set()
-        listening = asyncio.run_coroutine_threadsafe(self._listen(keys, Path(root) / "sftp", connections), loop)
+        listening = asyncio.run_coroutine_threadsafe(self._listen(keys, Path(root) / "sftp", connections, saved_port(root, "sftp")), loop)
         server = listening.result(timeout=10)
         port = server.sockets[0].getsockname()[1]
         keys.write_known_hosts(port)
@@ -105,7 +105,7 @@ class SftpFeed:
                    "host_key_sha256": keys.fingerprint, "directory": Path(root) / "sftp" / DIRECTORY}
         return Running(f"sftp://127.0.0.1:{port}", _stopper(server, connections, loop, thread), details)
 
-    async def _listen(self, keys: "_Keys", directory: Path, connections: set):
+    async def _listen(self, keys: "_Keys", directory: Path, connections: set, port: int = 0):
         import asyncssh  # a test dependency: imported only when a server starts
 
         users = {self.username: self.password}
@@ -115,7 +115,7 @@ class SftpFeed:
             return asyncssh.SFTPServer(chan, chroot=str(directory).encode())
 
         return await asyncssh.listen(
-            "127.0.0.1", 0, server_host_keys=[keys.host], sftp_factory=sftp_factory,
+            "127.0.0.1", port, server_host_keys=[keys.host], sftp_factory=sftp_factory,
             server_factory=lambda: _server_class()(users, client_key, connections), allow_scp=False,
         )
 

@@ -54,7 +54,7 @@ from spyne.protocol.soap import Soap11
 from spyne.server.wsgi import WsgiApplication
 
 from sandbox.feeds import Running
-from sandbox.feeds._common import Quirks, atomic_file
+from sandbox.feeds._common import Quirks, atomic_file, saved_port
 from sandbox.photos import photo_bytes
 
 NS = "urn:example-mls:listings"
@@ -373,7 +373,8 @@ class SoapFeed:
                                            in_protocol=Soap11(validator="lxml"), out_protocol=Soap11()))
         gate = _Gate(soap, store, username, password, Quirks(root, "soap"))
         app = _PhotoHost(gate, _PhotoIndex(Path(root) / "soap" / "photos.json"))
-        server = make_server("127.0.0.1", 0, app, server_class=_ThreadingWSGIServer, handler_class=_QuietHandler)
+        server = make_server("127.0.0.1", saved_port(root, "soap"), app, server_class=_ThreadingWSGIServer,
+                             handler_class=_QuietHandler)
         base = f"http://127.0.0.1:{server.server_port}"
         url = base + PATH
         soap.doc.wsdl11.build_interface_document(url)  # spyne would take it from the first Host header

@@ -22,6 +22,7 @@ from core.models import FeedRun, Listing, Source
 from tests.conftest import backend_param
 from tests.support.databases import fresh_database
 from tests.support.sandbox import ROOT, cli
+from tests.support.servers import wait_for
 
 pytestmark = pytest.mark.parametrize("backend", [backend_param("postgres")])
 ROWS = 500
@@ -74,15 +75,6 @@ def add_http_source(sessions, source_id: str, url: str) -> None:
 def worker(env: dict[str, str], log) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "mlsfeeds", "worker", "--interval", "1", "--no-images"],
                             cwd=ROOT, env={**os.environ, **env}, stdout=log, stderr=subprocess.STDOUT)
-
-
-def wait_for(condition, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if value := condition():
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 @pytest.fixture

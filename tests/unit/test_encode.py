@@ -155,7 +155,7 @@ def test_feed_statuses_with_and_without_a_run():
 
 @given(st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\ufffe\uffff"
                              + "".join(map(chr, [*range(0, 9), 11, 12, *range(14, 32)])))))
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=300, deadline=None, derandomize=True)  # the same examples every run: CI must not pass or fail by chance
 def test_any_xml_text_is_written_as_spyne_writes_it(text):
     assert_same("SearchListings", (1, text, [summary(UnparsedAddress=text, City=text)]))
 
