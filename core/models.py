@@ -175,7 +175,7 @@ class FeedReject(Base):
 class ListingCount(Base):
     """How many listings a source has per status, removed or not, kept by database triggers.
 
-    Migration 0009 maintains it in the transaction that writes ``listings`` (every writer: the
+    Migration 0010 maintains it in the transaction that writes ``listings`` (every writer: the
     loader, removals, a seed, an operator's SQL), so metrics and the status page read a few
     hundred rows where counting the listings would read a million. ``standard_status`` is ''
     for listings without one.

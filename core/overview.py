@@ -2,7 +2,7 @@
 
 The status page, ``mlsfeeds status`` and the metrics scrape all read through here. Every query
 is an index probe or reads a small table, never every listing or every run: listing and photo
-counts come from the trigger-kept ``listing_counts`` / ``photo_counts`` (migration 0009), a
+counts come from the trigger-kept ``listing_counts`` / ``photo_counts`` (migration 0010), a
 source's latest run and latest success from ``(source_id, id)``, unfinished runs from
 ``(status, next_attempt_at)``, pending photo jobs from ``images_ready``.
 

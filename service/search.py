@@ -206,7 +206,7 @@ def _count(db, conditions: Conditions, params: dict, generation: list, carried: 
         return key, int(carried["c"][1])
     total = counts.get(key) if counts is not None else None
     if total is None:
-        total = db.one(count_statement(conditions), params)[0] or 0
+        total = int(db.one(count_statement(conditions), params)[0] or 0)  # a sum is NUMERIC on PostgreSQL
         if counts is not None:
             counts.put(key, total)
     return key, total
