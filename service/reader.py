@@ -78,6 +78,7 @@ class Reader:
         self._versions = _DataVersion(engine) if engine.dialect.name == "sqlite" else None
         self._generations: dict = {}  # sources -> data generation signature, while data_version holds
         self._lock = threading.Lock()
+        self._local = threading.local()
 
     def prepare(self, statement: Select) -> Prepared:
         entry = self._prepared.get(id(statement))
@@ -94,15 +95,42 @@ class Reader:
         return ReadSession(self)
 
     def checkout(self):
-        """A pooled connection whose reads share one snapshot until it goes back."""
-        raw = self._engine.raw_connection()
-        if self._dialect.name == "sqlite":
-            raw.driver_connection.execute("BEGIN")  # deferred: the snapshot starts at the first read
-        elif self._dialect.name == "postgresql":
-            from psycopg import IsolationLevel
+        """A connection for one call's reads.
 
-            raw.driver_connection.isolation_level = IsolationLevel.REPEATABLE_READ
+        SQLite: a pooled connection, its reads in one snapshot (a deferred BEGIN: the snapshot
+        starts at the first read) until it goes back. PostgreSQL: this thread's own connection,
+        kept between calls (no checkout, no ping: a call that a cached answer serves costs one
+        round trip), reading in autocommit until ``begin_snapshot``.
+        """
+        if self._dialect.name != "postgresql":
+            raw = self._engine.raw_connection()
+            if self._dialect.name == "sqlite":
+                raw.driver_connection.execute("BEGIN")
+            return raw
+        raw = getattr(self._local, "raw", None)
+        if raw is None:
+            raw = self._local.raw = self._engine.raw_connection()
+            raw.driver_connection.autocommit = True
         return raw
+
+    def discard(self, raw) -> None:
+        """Forget a connection that failed (the database went away): the next call makes one."""
+        if getattr(self._local, "raw", None) is raw:
+            self._local.raw = None
+        try:
+            raw.invalidate()
+        except Exception:  # already unusable: nothing more to release
+            pass
+
+    @property
+    def pinned(self) -> bool:
+        return self._dialect.name == "postgresql"
+
+    @property
+    def disconnects(self) -> tuple[type[Exception], ...]:
+        """What the driver raises when the connection is gone."""
+        module = self._dialect.loaded_dbapi
+        return (module.OperationalError, module.InterfaceError)
 
     def known_generation(self, sources):
         """The generation signature of ``sources`` read earlier, if nothing was committed to the
@@ -143,7 +171,10 @@ class Reader:
             except Exception:  # no statistics yet (a new database): plan as if small
                 count = 0
             finally:
-                cursor.close()
+                try:
+                    cursor.close()
+                except self._reader.disconnects:
+                    pass
         self._estimate = (time.monotonic(), count)
         return count
 
@@ -170,23 +201,53 @@ class _DataVersion:
 
 
 class ReadSession:
-    """The reads of one call: one DB-API connection, checked out at the first read and returned
-    (rolled back) by ``close``."""
+    """The reads of one call: one DB-API connection, taken at the first read and given back by
+    ``close``. On PostgreSQL, reads before ``begin_snapshot`` are autocommit (a cached answer's
+    generation check is one round trip); after it, one REPEATABLE READ READ ONLY snapshot."""
 
     def __init__(self, reader: Reader):
         self._reader = reader
         self._raw = None
+        self._read = False  # a read happened outside a snapshot
+        self._snapshot = False
+
+    def begin_snapshot(self) -> bool:
+        """Start the snapshot the rest of the call reads from; True when reads happened before
+        it (their results may be older than the snapshot: read them again if they matter)."""
+        if not self._reader.pinned or self._snapshot:
+            return False
+        read_before = self._read
+        self._execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", None)
+        self._snapshot = True
+        return read_before
 
     def rows(self, statement: Select, values: dict[str, Any]) -> list[tuple]:
         prepared = self._reader.prepare(statement)
-        if self._raw is None:
-            self._raw = self._reader.checkout()
-        cursor = self._raw.cursor()
-        try:
-            cursor.execute(prepared.sql, prepared.parameters(values))
-            return prepared.process(cursor.fetchall(), cursor.description)
-        finally:
-            cursor.close()
+        return self._execute(prepared.sql, prepared.parameters(values), prepared)
+
+    def _execute(self, sql: str, parameters, prepared: Prepared | None = None):
+        for attempt in (1, 2):
+            if self._raw is None:
+                self._raw = self._reader.checkout()
+            cursor = self._raw.cursor()
+            try:
+                cursor.execute(sql, parameters)
+                if prepared is None:
+                    return None
+                self._read = self._read or not self._snapshot
+                return prepared.process(cursor.fetchall(), cursor.description)
+            except self._reader.disconnects as exc:
+                # The database went away since the last call: a kept connection is dead. Once, and
+                # only before anything was read in a snapshot, a new connection may try again.
+                self._reader.discard(self._raw)
+                self._raw = None
+                if attempt == 2 or self._snapshot:
+                    raise exc
+            finally:
+                try:
+                    cursor.close()
+                except self._reader.disconnects:
+                    pass
 
     def one(self, statement: Select, values: dict[str, Any]) -> tuple:
         rows = self.rows(statement, values)
@@ -211,9 +272,16 @@ class ReadSession:
         return self._reader.estimated_listings(self._raw)
 
     def close(self) -> None:
-        if self._raw is not None:
-            raw, self._raw = self._raw, None
-            raw.close()
+        if self._raw is None:
+            return
+        raw, self._raw = self._raw, None
+        if not self._reader.pinned:
+            raw.close()  # back to the pool, rolled back
+        elif self._snapshot:
+            try:
+                raw.driver_connection.execute("ROLLBACK")
+            except self._reader.disconnects:
+                self._reader.discard(raw)
 
     def __enter__(self):
         return self

@@ -202,10 +202,8 @@ def _after(column, descending: bool) -> ColumnElement:
 @lru_cache(maxsize=256)
 def generation_statement(sources: int | None) -> Select:
     """The data generation signature (sum, count) of the sources a search covers, all of them
-    (None) or ``sources`` parameters, and how many sources there are in all. Generations only
-    grow, so the sum changes when any does."""
-    everyone = select(func.count()).select_from(Source.__table__.alias("every_source")).scalar_subquery()
-    stmt = select(func.coalesce(func.sum(Source.data_generation), 0), func.count(), everyone)
+    (None) or ``sources`` parameters. Generations only grow, so the sum changes when any does."""
+    stmt = select(func.coalesce(func.sum(Source.data_generation), 0), func.count())
     return stmt if sources is None else stmt.where(_in(Source.id, "sources", sources))
 
 

@@ -163,3 +163,20 @@ def test_statistics_are_refreshed_on_request(database_url):
             vacuumed = conn.execute(text("SELECT last_vacuum, last_analyze FROM pg_stat_user_tables "
                                          "WHERE relname = 'listings'")).one()
             assert all(vacuumed)
+
+
+@pytest.mark.parametrize("database_url", [backend_param("postgres")], indirect=True)
+def test_searches_survive_the_database_dropping_every_connection(database_url):
+    """Each worker keeps its read connection between calls: when the server drops it (a restart,
+    a failover), the next call reconnects once and answers, instead of failing."""
+    prepare_database(database_url, listings=100)
+    app = build_dispatcher(Settings(secret_key=SECRET, database_url=database_url), make_engine(database_url))
+    query = "<m:SearchListings><m:StandardStatus>Active</m:StandardStatus></m:SearchListings>"
+    before = total(call(app, query))
+    name = make_engine(database_url).url.database
+    admin = make_engine(database_url.rsplit("/", 1)[0] + "/postgres")
+    with admin.connect() as conn:
+        dropped = conn.execute(text("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                                    "WHERE datname = :name AND pid <> pg_backend_pid()"), {"name": name}).scalar()
+    assert dropped >= 1
+    assert total(call(app, query)) == before
