@@ -211,10 +211,11 @@ class Listing(Base):
         Index(None, "city_key", "list_price", "id"),
         Index(None, "city_key", "modification_timestamp", "id"),
         # The search orders: (column, id) lets a page stop after its own rows (service/search.py).
-        # Entitlement and removal ride along, so a count over a price or time range is read
-        # from the index alone.
-        Index(None, "list_price", "id", "source_id", "removed_at"),
-        Index(None, "modification_timestamp", "id", "source_id", "removed_at"),
+        # Entitlement, removal and the coordinates ride along: a count over a price or time range,
+        # and a page walked in that order through an area, read the index alone.
+        Index("ix_listings_price_order", "list_price", "id", "source_id", "removed_at", "latitude", "longitude"),
+        Index("ix_listings_time_order", "modification_timestamp", "id", "source_id", "removed_at", "latitude",
+              "longitude"),
         Index(None, "listing_key", "id"),
         # The usual search (status, type, price; entitlement by source) counted from the index alone.
         Index("ix_listings_search_count", "standard_status", "property_type", "list_price", "source_id", "removed_at"),

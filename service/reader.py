@@ -255,6 +255,13 @@ class ReadSession:
             raise LookupError(f"expected one row, got {len(rows)}")
         return rows[0]
 
+    def prefer_index_order(self) -> None:
+        """PostgreSQL: for the rest of the snapshot, read pages in an index's order rather than
+        collect and sort (SQLite is steered by how its SQL is written instead)."""
+        if self._reader.pinned:
+            self.begin_snapshot()
+            self._execute("SET LOCAL enable_sort = off", None)
+
     @property
     def plans_by_count(self) -> bool:
         """Whether searches should choose their plan from their exact count (see search.py)."""

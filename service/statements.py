@@ -16,6 +16,7 @@ from functools import lru_cache
 from sqlalchemy import ColumnElement, Select, String, Text, and_, bindparam, func, literal_column, or_, select
 
 from core.models import Listing, ListingCount, Source
+from core.types import UTCDateTime
 from service.types import SUMMARY_FIELDS
 
 EARTH_RADIUS_MILES = 3958.7613
@@ -48,9 +49,10 @@ def _shown(column):
 
 
 def _opaque(column):
-    """The same value, hidden from the indexes: ``x + 0``, ``x || ''``. A walking page (see
-    PageShape.walk) writes the filters this way, so the database must walk the sort order."""
-    if isinstance(column.type, (String, Text)):
+    """The same value, hidden from SQLite's indexes: ``x + 0``, or ``x || ''`` for text (SQLite
+    keeps timestamps as text). Pages whose plan the search chooses (PageShape.guided) write
+    their filters, or their position, this way."""
+    if isinstance(column.type, (String, Text, UTCDateTime)):
         return column.op("||")(literal_column("''"))
     return column + literal_column("0")
 
@@ -101,11 +103,11 @@ def _radius(with_longitude: bool, c) -> list[ColumnElement]:
     half_dlat, half_dlon = (lat2 - _param("lat_rad")) / 2, (lon2 - _param("lon_rad")) / 2
     a = func.sin(half_dlat) * func.sin(half_dlat) + _param("cos_lat") * func.cos(lat2) * func.sin(
         half_dlon) * func.sin(half_dlon)
-    distance = 2 * EARTH_RADIUS_MILES * func.asin(func.sqrt(a))
     prefilter = [c(Listing.latitude).between(_param("lat_low"), _param("lat_high"))]
     if with_longitude:
         prefilter.append(c(Listing.longitude).between(_param("lon_low"), _param("lon_high")))
-    return prefilter + [distance <= _param("miles")]
+    # 2R asin(sqrt(a)) <= miles, without an asin and a sqrt per row: a <= sin^2(miles / 2R).
+    return prefilter + [a <= _param("max_a")]
 
 
 def radius_parameters(latitude: float, longitude: float, miles: float) -> tuple[str, dict]:
@@ -114,7 +116,8 @@ def radius_parameters(latitude: float, longitude: float, miles: float) -> tuple[
     coslat = max(math.cos(math.radians(latitude)), 1e-6)
     dlon = min(180.0, dlat / coslat)
     params = {"lat_rad": math.radians(latitude), "lon_rad": math.radians(longitude),
-              "cos_lat": math.cos(math.radians(latitude)), "miles": miles,
+              "cos_lat": math.cos(math.radians(latitude)),
+              "max_a": math.sin(miles / (2 * EARTH_RADIUS_MILES)) ** 2,
               "lat_low": latitude - dlat, "lat_high": latitude + dlat}
     if dlon < 180 and -180 <= longitude - dlon and longitude + dlon <= 180:
         params.update(lon_low=longitude - dlon, lon_high=longitude + dlon)
@@ -133,9 +136,12 @@ class PageShape:
     descending: bool
     nulls: bool  # the second phase: listings without the sort value, by id
     after: bool  # continues after a position (the token's)
-    # Walk the sort order and test each listing, rather than collect every match and sort them:
-    # the better plan when the matches are many, which the search knows from its exact count and
-    # a planner cannot always tell from its statistics (an area, a status held by most rows).
+    # SQLite: the search chooses the plan (its planner has no histograms to tell; PostgreSQL's
+    # does). Walk the sort order and test each listing, when the matches are many (the exact
+    # count says so): the filters are written opaque to the indexes. Otherwise collect the
+    # matches through the filters' indexes and sort them: the position is written opaque, or
+    # SQLite may walk the sort index from it through a million rows to find an area's few.
+    guided: bool = False
     walk: bool = False
 
 
@@ -184,16 +190,17 @@ def page_statement(shape: PageShape) -> Select:
     else:
         ids = ids.where(column.is_not(None))
         if shape.after:
-            ids = ids.where(_after(column, shape.descending))
+            ids = ids.where(_after(column, shape.descending, opaque=shape.guided and not shape.walk))
         order = [column.desc(), Listing.id.desc()] if shape.descending else [column, Listing.id]
     chosen = ids.order_by(*order).limit(_param("limit")).subquery("page")
     return select(*ROW_COLUMNS).join_from(chosen, Listing, Listing.id == chosen.c.id).order_by(*order)
 
 
-def _after(column, descending: bool) -> ColumnElement:
+def _after(column, descending: bool, opaque: bool = False) -> ColumnElement:
     """(column, id) strictly after the position, written so that the first condition bounds an
     index range: SQLite does not start a range scan from a row-value comparison."""
     value, row_id = _param("after_value", column), _param("after_id")
+    column = _opaque(column) if opaque else column
     if descending:
         return and_(column <= value, or_(column < value, Listing.id < row_id))
     return and_(column >= value, or_(column > value, Listing.id > row_id))

@@ -6,8 +6,9 @@ Create Date: 2026-12-03 14:00:00
 
 - ``listings.city_key``: the city as searches match it (core.reso.city_key), filled here for the
   rows already loaded; indexed with the two sort orders a city page uses most.
-- the price and time indexes carry source_id and removed_at, so counting a price or time range
-  for a client's sources reads the index alone;
+- the price and time indexes carry source_id, removed_at and the coordinates, so counting a
+  price or time range for a client's sources, and walking an area's page in price or time
+  order, read the index alone;
 - the plain city index goes (nothing searches on the raw column any more);
 - the area index holds the coordinates, the sort values and what every search tests, so a box
   or radius page is chosen from the index alone;
@@ -48,10 +49,11 @@ def upgrade() -> None:
         batch_op.create_index('ix_listings_city_key_list_price_id', ['city_key', 'list_price', 'id'], unique=False)
         batch_op.create_index('ix_listings_city_key_modification_timestamp_id',
                               ['city_key', 'modification_timestamp', 'id'], unique=False)
-        batch_op.create_index('ix_listings_list_price_id_source_id_removed_at',
-                              ['list_price', 'id', 'source_id', 'removed_at'], unique=False)
-        batch_op.create_index('ix_listings_modification_timestamp_id_source_id_removed_at',
-                              ['modification_timestamp', 'id', 'source_id', 'removed_at'], unique=False)
+        batch_op.create_index('ix_listings_price_order',
+                              ['list_price', 'id', 'source_id', 'removed_at', 'latitude', 'longitude'], unique=False)
+        batch_op.create_index('ix_listings_time_order',
+                              ['modification_timestamp', 'id', 'source_id', 'removed_at', 'latitude', 'longitude'],
+                              unique=False)
     _analyze()
 
 
@@ -83,8 +85,8 @@ def downgrade() -> None:
     with op.batch_alter_table('listings', schema=None) as batch_op:
         batch_op.drop_index('ix_listings_area')
         batch_op.create_index('ix_listings_latitude_longitude', ['latitude', 'longitude'], unique=False)
-        batch_op.drop_index('ix_listings_modification_timestamp_id_source_id_removed_at')
-        batch_op.drop_index('ix_listings_list_price_id_source_id_removed_at')
+        batch_op.drop_index('ix_listings_time_order')
+        batch_op.drop_index('ix_listings_price_order')
         batch_op.drop_index('ix_listings_city_key_modification_timestamp_id')
         batch_op.drop_index('ix_listings_city_key_list_price_id')
         batch_op.create_index('ix_listings_modification_timestamp_id', ['modification_timestamp', 'id'], unique=False)
