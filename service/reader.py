@@ -256,11 +256,17 @@ class ReadSession:
         return rows[0]
 
     def prefer_index_order(self) -> None:
-        """PostgreSQL: for the rest of the snapshot, read pages in an index's order rather than
-        collect and sort (SQLite is steered by how its SQL is written instead)."""
+        """PostgreSQL: until allow_sorts, read pages in an index's order rather than collect and
+        sort (SQLite is steered by how its SQL is written instead). Every sort is disabled, so
+        a statement read meanwhile must need none (PageShape.ordered_by_caller)."""
         if self._reader.pinned:
             self.begin_snapshot()
             self._execute("SET LOCAL enable_sort = off", None)
+
+    def allow_sorts(self) -> None:
+        """Undo prefer_index_order for the rest of the snapshot."""
+        if self._reader.pinned and self._snapshot:
+            self._execute("SET LOCAL enable_sort = on", None)
 
     @property
     def plans_by_count(self) -> bool:

@@ -120,8 +120,6 @@ def search(
     conditions, params = _conditions(query, sources)
     count_key, total = _count(db, conditions, params, generation, carried, counts)
     walk = total * total >= WALK_FACTOR * db.estimated_listings()
-    if walk:
-        db.prefer_index_order()
     rows, last = _page(db, conditions, params, query, position, size + 1, walk)
     next_token = None
     if len(rows) > size:
@@ -149,12 +147,18 @@ def _page(db, conditions: Conditions, params: dict, query: SearchQuery, position
         valued = _implied_bound_dropped(conditions, query) if position and not opaque_position else conditions
         shape = PageShape(valued, query.sort_by, query.descending, nulls=False, after=bool(position),
                           guided=db.plans_by_count, walk=walk)
+        if walk:
+            db.prefer_index_order()
         rows = db.rows(page_statement(shape), {**params, **after, "limit": limit})
+        if shape.ordered_by_caller:
+            rows.sort(key=lambda row: (row[index], row[_ID]), reverse=query.descending)
     positions = [[0, _jsonable(r[index]), r[_ID]] for r in rows]
     if len(rows) < limit and query.sort_by != "ListingKey":  # listing keys are never NULL
         after_id = position[2] if position and phase == 1 else None
         shape = PageShape(conditions, query.sort_by, query.descending, nulls=True, after=after_id is not None,
                           guided=db.plans_by_count, walk=walk)
+        if walk:
+            db.allow_sorts()  # the listings without a sort value are few: collect and sort them
         nulls = db.rows(page_statement(shape), {**params, "after_id": after_id, "limit": limit - len(rows)})
         rows += nulls
         positions += [[1, None, r[_ID]] for r in nulls]

@@ -144,6 +144,13 @@ class PageShape:
     guided: bool = False
     walk: bool = False
 
+    @property
+    def ordered_by_caller(self) -> bool:
+        """A walking page on PostgreSQL, read with explicit sorts disabled (see
+        ReadSession.prefer_index_order): an outer ORDER BY would then be planned as a walk of
+        every listing to avoid sorting the page's few rows, so the caller puts them in order."""
+        return self.walk and not self.guided and not self.nulls
+
 
 def where(conditions: Conditions, walk: bool = False, sort_by: str = "ListingKey") -> list[ColumnElement]:
     clauses = [Listing.removed_at.is_(None)]
@@ -193,7 +200,8 @@ def page_statement(shape: PageShape) -> Select:
             ids = ids.where(_after(column, shape.descending, opaque=shape.guided and not shape.walk))
         order = [column.desc(), Listing.id.desc()] if shape.descending else [column, Listing.id]
     chosen = ids.order_by(*order).limit(_param("limit")).subquery("page")
-    return select(*ROW_COLUMNS).join_from(chosen, Listing, Listing.id == chosen.c.id).order_by(*order)
+    rows = select(*ROW_COLUMNS).join_from(chosen, Listing, Listing.id == chosen.c.id)
+    return rows if shape.ordered_by_caller else rows.order_by(*order)
 
 
 def _after(column, descending: bool, opaque: bool = False) -> ColumnElement:

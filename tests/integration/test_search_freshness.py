@@ -6,13 +6,10 @@ Runs on SQLite and PostgreSQL (the service's databases), and the triggers on Mar
 
 from __future__ import annotations
 
-import io
-import base64
 import datetime as dt
 from decimal import Decimal
 
 import pytest
-from lxml import etree
 from sqlalchemy import delete, insert, select, text, update
 
 from core.db import make_engine, refresh_statistics, session_factory
@@ -22,9 +19,9 @@ from core.types import utcnow
 from pipeline.loader import load_listings
 from service.app import build_dispatcher
 from tests.conftest import backend_param
-from tests.support.soap import CONSUMER, OPERATOR, SECRET, prepare_database
+from tests.support.soap import CONSUMER, NS, OPERATOR, SECRET, keys, prepare_database, total
+from tests.support.soap import search_in_process as call
 
-NS = "urn:mlsfeeds:soap:1"
 ALL_BACKENDS = [backend_param(b) for b in ("sqlite", "postgres", "mariadb")]
 SERVICE_BACKENDS = [backend_param(b) for b in ("sqlite", "postgres")]
 
@@ -67,26 +64,6 @@ def test_changes_no_search_can_see_leave_the_generation_alone(database_url):
         conn.execute(update(Listing).values(public_remarks="new words", last_seen=utcnow()))
         conn.execute(update(Listing).values(list_price=Decimal(5)))  # written, not changed
     assert generations(engine) == before
-
-
-def call(app, body: str, user=OPERATOR):
-    payload = (f'<s:Envelope xmlns:s="http://schemas.xmlsoap.org/soap/envelope/" xmlns:m="{NS}"><s:Body>'
-               f"{body}</s:Body></s:Envelope>").encode()
-    environ = {"REQUEST_METHOD": "POST", "PATH_INFO": "/soap", "CONTENT_TYPE": "text/xml; charset=utf-8",
-               "CONTENT_LENGTH": str(len(payload)), "wsgi.input": io.BytesIO(payload),
-               "HTTP_AUTHORIZATION": "Basic " + base64.b64encode(":".join(user).encode()).decode()}
-    status = []
-    answer = b"".join(app(environ, lambda s, h, e=None: status.append(s)))
-    assert status[0].startswith("200"), answer[:500]
-    return etree.fromstring(answer).find(f".//{{{NS}}}SearchListingsResponse")
-
-
-def total(answer) -> int:
-    return int(answer.findtext(f"{{{NS}}}TotalCount"))
-
-
-def keys(answer) -> list[str]:
-    return [e.text for e in answer.iterfind(f".//{{{NS}}}ListingKey")]
 
 
 def fresh_listing(key: str, price: int) -> dict:

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
+import io
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import requests
 import zeep
+from lxml import etree
 from zeep.wsse.username import UsernameToken
 
 from core.clients import upsert_client
@@ -19,6 +22,7 @@ SECRET = "test-secret-key"
 CONSUMER = ("alice", "alice-password")  # entitled to source a
 OPERATOR = ("ops", "ops-password")  # sees everything
 SOURCES = ["a", "b", "c"]
+NS = "urn:mlsfeeds:soap:1"
 
 
 @dataclass
@@ -52,6 +56,28 @@ def prepare_database(url: str, listings: int = 3000) -> None:
         upsert_client(session, *CONSUMER, secret_key=SECRET, sources=["a"])
         upsert_client(session, *OPERATOR, secret_key=SECRET, role="operator", all_sources=True)
         session.commit()
+
+
+def search_in_process(app, body: str, user=OPERATOR):
+    """A SearchListings call (``body``: the operation element) through the WSGI app itself, no
+    socket; the SearchListingsResponse element."""
+    payload = (f'<s:Envelope xmlns:s="http://schemas.xmlsoap.org/soap/envelope/" xmlns:m="{NS}"><s:Body>'
+               f"{body}</s:Body></s:Envelope>").encode()
+    environ = {"REQUEST_METHOD": "POST", "PATH_INFO": "/soap", "CONTENT_TYPE": "text/xml; charset=utf-8",
+               "CONTENT_LENGTH": str(len(payload)), "wsgi.input": io.BytesIO(payload),
+               "HTTP_AUTHORIZATION": "Basic " + base64.b64encode(":".join(user).encode()).decode()}
+    status = []
+    answer = b"".join(app(environ, lambda s, h, e=None: status.append(s)))
+    assert status[0].startswith("200"), answer[:500]
+    return etree.fromstring(answer).find(f".//{{{NS}}}SearchListingsResponse")
+
+
+def total(answer) -> int:
+    return int(answer.findtext(f"{{{NS}}}TotalCount"))
+
+
+def keys(answer) -> list[str]:
+    return [e.text for e in answer.iterfind(f".//{{{NS}}}ListingKey")]
 
 
 def service_env(database_url: str, public_url: str) -> dict[str, str]:
