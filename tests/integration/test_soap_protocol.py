@@ -11,13 +11,14 @@ import datetime as dt
 import hashlib
 import os
 import re
+import socket
 import time
 
 import pytest
 from lxml import etree
 
 from tests.support.databases import fresh_database
-from tests.support.http import NS, SOAP11, basic, envelope, exchange, post
+from tests.support.http import NS, SOAP11, basic, envelope, exchange, post, read_reply
 from tests.support.servers import soap_service
 from tests.support.soap import CONSUMER, OPERATOR, prepare_database, service_env
 
@@ -273,10 +274,6 @@ def test_bad_http_credentials_are_refused_before_the_body_is_read(port, authoriz
 
 
 def test_expect_100_continue_gets_continue_then_the_answer(port):
-    import socket
-
-    from tests.support.http import read_reply
-
     body = envelope(STATUS)
     head = (f"POST /soap HTTP/1.1\r\nHost: x\r\nContent-Type: text/xml; charset=utf-8\r\n"
             f"Content-Length: {len(body)}\r\nAuthorization: {ALICE['Authorization']}\r\nExpect: 100-continue\r\n"
@@ -354,10 +351,6 @@ def test_access_lines_carry_a_timestamp(service):
 # -- HTTP as clients really speak it --------------------------------------------------------
 
 def test_a_chunked_request_body_is_read(port):
-    import socket
-
-    from tests.support.http import read_reply
-
     body = envelope(STATUS)
     chunks = b"".join(b"%x\r\n%s\r\n" % (len(body[i:i + 100]), body[i:i + 100]) for i in range(0, len(body), 100))
     head = (f"POST /soap HTTP/1.1\r\nHost: x\r\nContent-Type: text/xml; charset=utf-8\r\n"
@@ -368,10 +361,6 @@ def test_a_chunked_request_body_is_read(port):
 
 
 def test_one_keep_alive_connection_carries_pipelined_requests(port):
-    import socket
-
-    from tests.support.http import read_reply
-
     body = envelope(STATUS)
     request = (f"POST /soap HTTP/1.1\r\nHost: x\r\nContent-Type: text/xml; charset=utf-8\r\n"
                f"Content-Length: {len(body)}\r\nAuthorization: {ALICE['Authorization']}\r\n\r\n").encode() + body
@@ -385,10 +374,6 @@ def test_one_keep_alive_connection_carries_pipelined_requests(port):
 
 
 def test_http_1_0_gets_its_answer_and_the_connection_closes(port):
-    import socket
-
-    from tests.support.http import read_reply
-
     body = envelope(STATUS)
     request = (f"POST /soap HTTP/1.0\r\nContent-Type: text/xml; charset=utf-8\r\nContent-Length: {len(body)}\r\n"
                f"Authorization: {ALICE['Authorization']}\r\n\r\n").encode() + body
