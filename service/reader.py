@@ -111,6 +111,10 @@ class Reader:
         if raw is None:
             raw = self._local.raw = self._engine.raw_connection()
             raw.driver_connection.autocommit = True
+            # No parallel plans: a page reads a few hundred index entries, and starting the
+            # workers takes 8-10 ms; the planner chose them when opaque filters (a walked page,
+            # see statements.where) hid how few entries that would be.
+            raw.driver_connection.execute("SET max_parallel_workers_per_gather = 0")
         return raw
 
     def discard(self, raw) -> None:
