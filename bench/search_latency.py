@@ -48,6 +48,8 @@ from bench.soap_search import (  # noqa: E402
 SOAP_ENV = "http://schemas.xmlsoap.org/soap/envelope/"
 SORTS = [("ListPrice", False), ("ListPrice", True), ("ModificationTimestamp", False), ("ModificationTimestamp", True)]
 VARIANTS = 12
+# A postal code has a few hundred listings (13 pages of 25): enough of them for --calls fresh pages.
+POSTAL_VARIANTS = 40
 
 
 def envelope(arguments: list[tuple[str, object]]) -> bytes:
@@ -68,7 +70,7 @@ def shapes(url: str) -> dict[str, list[list[tuple[str, object]]]]:
                               .where(live).group_by(Listing.city).order_by(func.count().desc())
                               .limit(VARIANTS)).all()
         postal = conn.scalars(select(Listing.postal_code).where(live).group_by(Listing.postal_code)
-                              .order_by(func.count().desc()).limit(VARIANTS)).all()
+                              .order_by(func.count().desc()).limit(POSTAL_VARIANTS)).all()
         newest = conn.scalar(select(func.max(Listing.modification_timestamp)))
     engine.dispose()
     since = (newest - dt.timedelta(days=7)).strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -148,7 +150,7 @@ def measure(client: Client, url: str, variants, sort_by: str, descending: bool, 
             "page20_ms": None if page20 is None else page20 * 1000}
 
 
-def run(url: str, listings: int, calls: int, fresh: bool) -> list[dict]:
+def run(url: str, listings: int, calls: int, fresh: bool, only: list[str] | None = None) -> list[dict]:
     print(f"  {url.split('://')[0]}: preparing {listings:,} listings ...", file=sys.stderr)
     what = prepare_database(url, listings, source_ids(5), fresh)
     print(f"  database {what}", file=sys.stderr)
@@ -158,6 +160,8 @@ def run(url: str, listings: int, calls: int, fresh: bool) -> list[dict]:
     with gunicorn("service.app:create_app()", env, 2, WORK_DIR / "gunicorn-latency.log") as server:
         client = Client(f"http://127.0.0.1:{server.port}")
         for shape, options in variants.items():
+            if only and shape not in only:
+                continue
             for sort_by, descending in SORTS:
                 figures = measure(client, url, options, sort_by, descending, calls)
                 rows.append({"database": url.split(":")[0].split("+")[0], "shape": shape, "sort": sort_by,
@@ -181,6 +185,8 @@ def main(argv=None) -> int:
     parser.add_argument("--database-url", help="default: a SQLite file under var/bench")
     parser.add_argument("--postgres-url", help="also measure this PostgreSQL database (created if missing)")
     parser.add_argument("--fresh", action="store_true", help="drop and seed the databases again")
+    parser.add_argument("--shape", action="append", dest="shapes", metavar="NAME",
+                        help="measure only this shape ('postal code', 'city', ...); repeatable")
     args = parser.parse_args(argv)
     WORK_DIR.mkdir(parents=True, exist_ok=True)
     urls = [args.database_url or f"sqlite:///{WORK_DIR / f'latency-{args.listings}x5.db'}"]
@@ -188,7 +194,7 @@ def main(argv=None) -> int:
         urls.append(args.postgres_url)
     print(f"  {'database':10s} {'shape':16s} {'sort':22s} {'dir':4s} {'TotalCount':>9s} {'cold ms':>8s} "
           f"{'p50 ms':>7s} {'p99 ms':>7s} {'page 20':>7s} {'calls':>5s}")
-    rows = [row for url in urls for row in run(url, args.listings, args.calls, args.fresh)]
+    rows = [row for url in urls for row in run(url, args.listings, args.calls, args.fresh, args.shapes)]
     (WORK_DIR / "search_latency-last.json").write_text(json.dumps(rows, indent=2))
     worst = max(rows, key=lambda r: r["p99_ms"])
     coldest = max(rows, key=lambda r: r["cold_ms"])
