@@ -8,8 +8,10 @@ Serves the throughput bench's database (bench/soap_search.py builds it) with the
 1. idle;
 2. while ``--connections`` connections trickle a byte every half second (half never finish their
    headers, half trickle their body), for ``--trickle-seconds``;
-3. while four senders post 1 MB bodies without valid credentials (two with an Authorization
-   header, two with the word UsernameToken in the body), for ``--heavy-seconds``;
+3. while four senders post bodies of 1 MB without valid credentials, for ``--heavy-seconds``:
+   one with a wrong password in HTTP Basic, one with the word UsernameToken all through its Body,
+   one with a real UsernameToken of an unknown user, one over the 1 MiB limit (each checks that
+   every answer is the refusal it should be);
 
 and prints p50/p99 of each next to the idle ones, the ratio (the issue's bar: p99 within 3x of
 idle), whether a worker was replaced, and the workers' resident memory before and after.
@@ -39,8 +41,29 @@ from bench.soap_search import (  # noqa: E402
 )
 
 SOAP_ENV = "http://schemas.xmlsoap.org/soap/envelope/"
-JUNK = (f'<s:Envelope xmlns:s="{SOAP_ENV}" xmlns:m="urn:mlsfeeds:soap:1"><s:Body><m:SearchListings><m:City>'
-        + "UsernameToken " * 75_000 + "</m:City></m:SearchListings></s:Body></s:Envelope>").encode()
+WSSE = "http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-wssecurity-secext-1.0.xsd"
+
+
+def junk(size: int, header: str = "") -> bytes:
+    """A SearchListings envelope of about ``size`` bytes whose City is the word UsernameToken
+    over and over, after ``header`` (a soap:Header, or nothing)."""
+    head = (f'<s:Envelope xmlns:s="{SOAP_ENV}" xmlns:m="urn:mlsfeeds:soap:1">{header}<s:Body>'
+            "<m:SearchListings><m:City>")
+    tail = "</m:City></m:SearchListings></s:Body></s:Envelope>"
+    return (head + "UsernameToken " * ((size - len(head) - len(tail)) // 14) + tail).encode()
+
+
+STRANGER_TOKEN = (f'<s:Header><wsse:Security xmlns:wsse="{WSSE}" s:mustUnderstand="1"><wsse:UsernameToken>'
+                  "<wsse:Username>mallory</wsse:Username><wsse:Password>guess</wsse:Password>"
+                  "</wsse:UsernameToken></wsse:Security></s:Header>")
+# Four senders of bodies just under the 1 MiB limit and over it, none with valid credentials:
+# (Authorization header, body, the status every answer must have).
+HEAVY_SENDERS = [
+    ("Basic bWFsbG9yeTp4", junk(1_000_000), 500),          # a wrong password: refused before the body
+    (None, junk(1_000_000), 401),                           # the word UsernameToken, no header
+    (None, junk(1_000_000, STRANGER_TOKEN), 500),           # a real UsernameToken of nobody
+    ("Basic bm90LWJhc2U2NA==", junk(1_100_000), 413),       # over the limit
+]
 
 
 def latencies(base: str, seconds: float, body: bytes = ENVELOPE, headers: dict = REQUEST_HEADERS) -> list[float]:
@@ -90,21 +113,28 @@ def trickle_payloads(count: int, head: bytes, body: bytes) -> list[bytes]:
     return [unfinished] * (count // 2) + [head + body] * (count - count // 2)
 
 
-def big_sender(port: int, authorization: str | None, stop) -> None:
-    """1 MB bodies without valid credentials, one after another."""
+def big_sender(port: int, authorization: str | None, body: bytes, status: int, stop) -> None:
+    """``body`` without valid credentials, again and again; every answer must be ``status``
+    (a connection the server closes while the body is still on its way counts as answered)."""
     headers = {"Content-Type": "text/xml"} | ({"Authorization": authorization} if authorization else {})
     while not stop.is_set():
         try:
-            requests.post(f"http://127.0.0.1:{port}/soap", data=JUNK, headers=headers, timeout=60)
+            reply = requests.post(f"http://127.0.0.1:{port}/soap", data=body, headers=headers, timeout=60)
         except requests.RequestException:
             stop.wait(0.1)
+            continue
+        if reply.status_code != status:
+            raise SystemExit(f"bench/hostile: a heavy sender expected {status}, got {reply.status_code}: "
+                             f"{reply.text[:300]}")
 
 
-HEAVY_AUTHORIZATIONS = ["Basic bWFsbG9yeTp4", "Basic bm90LWJhc2U2NA==", None, None]
+def heavy_senders(port: int) -> list:
+    return [functools.partial(big_sender, port, *sender) for sender in HEAVY_SENDERS]
 
 
 def under_load(measure, senders, settle: float = 1.0):
-    """What ``measure()`` returns while each sender runs in a process of its own."""
+    """What ``measure()`` returns while each sender runs in a process of its own; a sender that
+    stopped on a wrong answer fails the measurement."""
     context = multiprocessing.get_context("fork")
     stop = context.Event()
     processes = [context.Process(target=sender, args=(stop,), daemon=True) for sender in senders]
@@ -112,13 +142,16 @@ def under_load(measure, senders, settle: float = 1.0):
         process.start()
     time.sleep(settle)
     try:
-        return measure()
+        found = measure()
     finally:
         stop.set()
         for process in processes:
             process.join(15)
             if process.is_alive():
                 process.kill()
+    if failed := [p.exitcode for p in processes if p.exitcode]:
+        raise RuntimeError(f"bench/hostile: {len(failed)} sender(s) got a wrong answer (see above)")
+    return found
 
 
 def children(pid: int) -> list[int]:
@@ -168,7 +201,7 @@ def main(argv=None) -> int:
                           [functools.partial(tricklers, server.port, payloads)])
         report(f"{args.connections} trickling connections, {args.trickle_seconds:.0f} s", idle, busy)
         heavy = under_load(lambda: latencies(base, args.heavy_seconds),
-                           [functools.partial(big_sender, server.port, a) for a in HEAVY_AUTHORIZATIONS])
+                           heavy_senders(server.port))
         report(f"4 unauthenticated 1 MB senders, {args.heavy_seconds:.0f} s", idle, heavy)
         time.sleep(2)
         after = children(server.pid)

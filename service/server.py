@@ -48,6 +48,10 @@ LINGER_SECONDS = 2.0
 DRAIN_SECONDS = 1.0
 LINGER_BYTES = 4 * MAX_BODY_BYTES
 READ_CHUNK = 65536
+# The worker's own refusals (413, 431, 400...) are answered after this long, as a failed
+# authentication is: the wait costs the worker a deadline, not its time, and a client looping
+# on a refused request (a 2 MB body again and again) can no longer keep a worker refusing it.
+REFUSAL_HOLD = 0.25
 
 _HEAD_END = re.compile(rb"\r?\n\r?\n")
 _TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+\Z")
@@ -528,20 +532,21 @@ class BufferingWorker(base.Worker):
             self.alive = False
 
     def _refuse(self, conn: Connection, error: HttpError) -> None:
-        self.log.warning("Invalid request from ip=%s: %s", conn.addr[0], error.message)
         renderer = getattr(self.wsgi, "render_error", None)
         conn.head = conn.head or error.head
         environ = self._environ(conn, b"") if conn.head else None
         response = None
-        if renderer is not None and environ is not None:
+        if renderer is not None and environ is not None:  # the application logs what it renders
             response = _call_app(lambda env, sr: renderer(env, sr, error.status_line, error.message), environ)
         if response is None:
+            self.log.warning("Invalid request from ip=%s: %s", conn.addr[0], error.message)
             body = (error.message + "\n").encode()
             response = (error.status_line, [("Content-Type", "text/plain; charset=utf-8")], body)
-        self._respond(conn, *response, close=True, environ=environ)
+        # a client too slow to finish its request is not kept waiting again
+        self._respond(conn, *response, close=True, environ=environ, hold=REFUSAL_HOLD if error.status != 408 else None)
 
     def _respond(self, conn: Connection, status: str, headers: list, payload: bytes, *, close: bool,
-                 environ: dict | None = None, started: float | None = None) -> None:
+                 environ: dict | None = None, started: float | None = None, hold: float | None = None) -> None:
         head_only = conn.head is not None and conn.head.method == "HEAD"
         lines = [f"HTTP/1.1 {status}\r\n"]
         for name, value in headers:
@@ -558,7 +563,8 @@ class BufferingWorker(base.Worker):
         conn.close_after_write = close
         conn.head, conn.body = None, None
         conn.served += 1
-        hold = environ.get(HOLD) if environ is not None else None
+        if environ is not None and environ.get(HOLD):
+            hold = environ[HOLD]
         if hold:
             conn.state, conn.deadline = HELD, time.monotonic() + float(hold)  # _expire sends it
             return

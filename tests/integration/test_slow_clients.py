@@ -70,7 +70,7 @@ def test_heavy_unauthenticated_bodies_cost_little(server):
     workers = server.workers()
     idle = latencies(server.base, 4)
     memory = {pid: rss_mb(pid) for pid in workers}
-    senders = [functools.partial(probes.big_sender, server.port, a) for a in probes.HEAVY_AUTHORIZATIONS]
+    senders = probes.heavy_senders(server.port)
     busy = under_load(server, senders, 10)
     assert p99(busy) <= 3 * p99(idle) + 0.005, (p99(idle), p99(busy))
     assert server.workers() == workers

@@ -397,6 +397,22 @@ def test_requests_the_worker_refuses_are_answered_not_dropped(port, request_byte
         assert reply.fault[0] == "Client"
 
 
+def test_a_refusal_is_held_a_quarter_second_and_logged_once(service):
+    # A client looping on a refused request (a body over the limit, again and again) would
+    # otherwise keep a worker busy refusing; it waits as long as a failed authentication.
+    port, log = service
+    mark = log.stat().st_size
+    started = time.monotonic()
+    reply = exchange(port, b"POST /soap HTTP/1.1\r\nHost: x\r\nContent-Length: 2000000\r\n\r\n" + b"<" * 70_000,
+                     timeout=10)
+    elapsed = time.monotonic() - started
+    assert reply.status == 413 and reply.fault == ("Client", "the request body is larger than 1048576 bytes")
+    assert 0.25 <= elapsed < 1.5, elapsed
+    time.sleep(0.3)
+    lines = [line for line in log.read_bytes()[mark:].decode().splitlines() if "larger than" in line]
+    assert len(lines) == 1 and "WARNING mlsfeeds.soap" in lines[0], lines
+
+
 def test_wsdl_and_health_answer_get_and_other_methods_are_told_what_to_do(port):
     assert exchange(port, b"GET /soap?wsdl HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").status == 200
     assert exchange(port, b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").status == 200
