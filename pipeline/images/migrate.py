@@ -40,6 +40,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from sqlalchemy import Engine
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import sessionmaker
 
 from core.storage import EtagMismatch, StorageError
@@ -183,8 +184,16 @@ class Migration:
     # -- job ------------------------------------------------------------------------------
 
     def _open_job(self) -> tuple[int, bool]:
+        try:
+            return self._open_job_once(self.options.restart)
+        except IntegrityError:
+            # Another process created the job between our look and our insert (processes started
+            # together): join the job it created, as if it had been there first.
+            return self._open_job_once(restart=False)
+
+    def _open_job_once(self, restart: bool) -> tuple[int, bool]:
         with self.sessions() as session:
-            if self.options.restart and (old := manifest.find_job(session, self.archive.url, self.destination.url)):
+            if restart and (old := manifest.find_job(session, self.archive.url, self.destination.url)):
                 manifest.delete_job(session, old)
             job = manifest.open_job(session, self.archive.url, self.destination.url, self.mapping.spec)
             session.commit()

@@ -458,6 +458,38 @@ def test_a_second_process_cannot_run_the_same_job(env, s3_bucket, small_archive,
     engine.dispose()
 
 
+@pytest.mark.parametrize("database_url", [backend_param("sqlite"), backend_param("postgres")], indirect=True)
+def test_processes_started_together_join_one_job(env, small_archive, tmp_path, database_url, monkeypatch):
+    # Our look for the job finds none; another process inserts it just then; our insert then
+    # collides with its row. We join that job instead of failing (seen with two processes
+    # started at the same moment on PostgreSQL).
+    from core.db import make_engine, session_factory
+
+    root, _ = small_archive
+    other = make_engine(database_url)
+    real_find_job, raced = manifest.find_job, []
+
+    def find_job(session, source_url, dest_url):
+        if not raced:
+            raced.append(source_url)
+            with session_factory(other)() as theirs:
+                manifest.open_job(theirs, source_url, dest_url, "{path}")
+                theirs.commit()
+            return None
+        return real_find_job(session, source_url, dest_url)
+
+    monkeypatch.setattr(manifest, "find_job", find_job)
+    assert migrate(str(root / "photos" / "tampa"), str(tmp_path / "copy")) == 0
+    other.dispose()
+    assert raced
+    engine = create_engine(database_url)
+    with engine.connect() as conn:
+        assert conn.scalar(select(func.count()).select_from(MigrationJob)) == 1
+    engine.dispose()
+    assert sorted(p.name for p in (tmp_path / "copy").rglob("*.jpg")) == sorted(
+        p.name for p in (root / "photos" / "tampa").rglob("*.jpg"))
+
+
 # -- dry run, verify, key templates -----------------------------------------------------------
 
 def test_dry_run_to_a_folder_leaves_no_trace(env, small_archive, tmp_path, database_url, capsys):
