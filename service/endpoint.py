@@ -195,7 +195,8 @@ class SoapEndpoint:
             raise envelope.client_fault("the Content-Length is not a number") from None
         if length > self._max_bytes:
             raise SoapFault("Client", f"the request is larger than {self._max_bytes} bytes", 413)
-        return environ["wsgi.input"].read(length) if length > 0 else b""
+        body = environ["wsgi.input"].read(length) if length > 0 else b""
+        return envelope.inflated(body, environ.get("HTTP_CONTENT_ENCODING"), self._max_bytes)
 
     # -- answers ---------------------------------------------------------------------------------
 

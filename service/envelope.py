@@ -3,9 +3,11 @@
 Everything here happens before any operation runs, and in this order, so that nothing costly
 is done for a message that is not going anywhere:
 
-1. the media type and charset (SOAP 1.2's ``application/soap+xml`` is a VersionMismatch; a
-   multipart/related (MTOM / SwA) request is reduced to its root part); the bytes are decoded
-   strictly, and a charset label that disagrees with the bytes or the XML declaration is refused;
+1. the content coding (a gzip or deflate body, as PHP's SoapClient sends it with
+   ``SOAP_COMPRESSION_GZIP``, is inflated, never past the size limit); the media type and
+   charset (SOAP 1.2's ``application/soap+xml`` is a VersionMismatch; a multipart/related
+   (MTOM / SwA) request is reduced to its root part); the bytes are decoded strictly, and a
+   charset label that disagrees with the bytes or the XML declaration is refused;
 2. no DOCTYPE, ever (SOAP 1.1 section 3), checked before the parser sees the bytes; the parser
    itself resolves no entities, loads nothing from the network and keeps libxml2's size limits;
 3. the Envelope (namespace: VersionMismatch), its Header entries (an entry aimed at us with
@@ -19,6 +21,7 @@ WS-Security header can be checked before the rest of a large body is even parsed
 from __future__ import annotations
 
 import codecs
+import zlib
 import email.parser
 import email.policy
 import re
@@ -86,6 +89,33 @@ def document_bytes(body: bytes, content_type: str | None) -> bytes:
     if not body.strip():
         raise client_fault("the request has no body: send a SOAP Envelope")
     return _to_utf8(body, params.get("charset"))
+
+
+# Content codings a request body may arrive in, and how zlib reads them ("deflate" is zlib's
+# format by RFC 9110, but some clients send a raw deflate stream: tried when that fails).
+_CODINGS = {"gzip": 16 + zlib.MAX_WBITS, "x-gzip": 16 + zlib.MAX_WBITS, "deflate": zlib.MAX_WBITS}
+
+
+def inflated(body: bytes, content_encoding: str | None, limit: int) -> bytes:
+    """The body without its content coding; at most ``limit`` bytes once inflated."""
+    coding = (content_encoding or "").strip().lower()
+    if coding in ("", "identity"):
+        return body
+    if coding not in _CODINGS:
+        raise SoapFault("Client", f"the request's Content-Encoding is {content_encoding.strip()[:40]!r}; send the "
+                                  "body as it is, or gzip or deflate it", 415)
+    for wbits in (_CODINGS[coding], -zlib.MAX_WBITS) if coding == "deflate" else (_CODINGS[coding],):
+        inflater = zlib.decompressobj(wbits)
+        try:
+            data = inflater.decompress(body, limit + 1)
+        except zlib.error:
+            continue
+        if len(data) > limit:
+            raise SoapFault("Client", f"the request is larger than {limit} bytes once inflated", 413)
+        if not inflater.eof or inflater.unused_data:
+            raise client_fault(f"the request body's {coding} data is cut short or followed by other bytes")
+        return data
+    raise client_fault(f"the request body is not {coding} data, as its Content-Encoding says")
 
 
 def _media_type(content_type: str | None) -> tuple[str, dict[str, str]]:

@@ -8,6 +8,7 @@ QName it received (``soap11env:Client.Forbidden``), so codes are compared withou
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -49,18 +50,26 @@ PHP_MISSING = php_with_soap()
 pytestmark = [pytest.mark.php, pytest.mark.skipif(PHP_MISSING is not None, reason=str(PHP_MISSING))]
 
 
-@pytest.fixture(scope="module")
-def php_run(deployment, endpoint, forbidden_key):
+@pytest.fixture(scope="module", params=["plain", "gzip"])
+def php_run(request, deployment, endpoint, forbidden_key):
+    """client.php's summary: as PHP's defaults send requests, and gzipped (SOAP_COMPRESSION_GZIP)."""
     command = ["php", "-d", "soap.wsdl_cache_enabled=0", "-d", "display_errors=stderr", str(SCRIPT),
                deployment.wsdl_url, endpoint, *CONSUMER, forbidden_key]
-    done = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    env = {**os.environ, "MLSFEEDS_PHP_COMPRESSION": request.param}
+    done = subprocess.run(command, capture_output=True, text=True, timeout=120, env=env)
     assert done.returncode == 0, f"php exited with {done.returncode}\nstdout:\n{done.stdout[-3000:]}\nstderr:\n{done.stderr[-3000:]}"
     try:
         summary = json.loads(done.stdout)
     except json.JSONDecodeError:
         pytest.fail(f"client.php did not print JSON:\n{done.stdout[-3000:]}\nstderr:\n{done.stderr[-3000:]}")
     summary["stderr"] = done.stderr
+    summary["compression"] = request.param
     return summary
+
+
+def test_a_gzip_client_sends_its_requests_gzipped(php_run):
+    gzipped = "content-encoding: gzip" in php_run["request_headers"].lower()
+    assert gzipped == (php_run["compression"] == "gzip"), php_run["request_headers"]
 
 
 def test_php_talks_to_the_service_without_errors_or_warnings(php_run):

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import gzip
 import hashlib
 import os
 import re
 import socket
 import time
+import zlib
 
 import pytest
 from lxml import etree
@@ -140,6 +142,30 @@ def test_an_empty_post_is_a_client_fault_with_a_response(port):
 ])
 def test_bytes_that_are_not_a_sound_document_are_client_faults(port, body, content_type, phrase):
     assert_fault(post(port, body, {**ALICE, "Content-Type": content_type}), "Client", phrase)
+
+
+@pytest.mark.parametrize("coding,pack", [
+    ("gzip", gzip.compress),
+    ("x-gzip", gzip.compress),
+    ("deflate", zlib.compress),
+    ("deflate", lambda data: zlib.compress(data)[2:-4]),  # a raw deflate stream, as some clients send
+    ("identity", lambda data: data),
+])
+def test_a_compressed_request_body_is_inflated(port, coding, pack):
+    # PHP's SoapClient with SOAP_COMPRESSION_GZIP sends its requests gzipped.
+    reply = post(port, pack(envelope(STATUS)), {**ALICE, "Content-Encoding": coding})
+    assert reply.status == 200
+    assert etree.fromstring(reply.body).find(f".//{{{NS}}}GetFeedStatusResponse") is not None
+
+
+@pytest.mark.parametrize("coding,body,code,status,phrase", [
+    ("br", envelope(STATUS), "Client", 415, "Content-Encoding is 'br'"),
+    ("gzip", envelope(STATUS), "Client", 500, "not gzip data"),
+    ("gzip", gzip.compress(envelope(STATUS))[:-12], "Client", 500, "cut short"),
+    ("gzip", gzip.compress(b" " * 20_000_000), "Client", 413, "larger than 1048576 bytes once inflated"),
+])
+def test_a_body_in_a_coding_it_is_not_is_a_client_fault(port, coding, body, code, status, phrase):
+    assert_fault(post(port, body, {**ALICE, "Content-Encoding": coding}), code, phrase, status=status)
 
 
 def test_utf_16_labelled_utf_16_is_read(port):

@@ -4,6 +4,9 @@
  *
  *   php -d soap.wsdl_cache_enabled=0 client.php WSDL_URL ENDPOINT_URL LOGIN PASSWORD [FORBIDDEN_KEY]
  *
+ * With MLSFEEDS_PHP_COMPRESSION=gzip in the environment, the client gzips its requests and
+ * accepts compressed responses (SOAP_COMPRESSION_GZIP, as many PHP deployments configure it).
+ *
  * Calls every operation as LOGIN, who must be entitled to source "a" and not to source "b":
  * walks SearchListings (StandardStatus Active, PageSize 50) until NextPageToken is absent, reads
  * one listing and its images, reads the feed status, and provokes every declared fault it can.
@@ -30,7 +33,10 @@ set_error_handler(function (int $level, string $message, string $file, int $line
 
 function client(string $wsdl, string $endpoint, string $login, string $password): SoapClient
 {
-    return new SoapClient($wsdl, [
+    $options = getenv('MLSFEEDS_PHP_COMPRESSION') === 'gzip'
+        ? ['compression' => SOAP_COMPRESSION_ACCEPT | SOAP_COMPRESSION_GZIP | 5]  // 5: the gzip level
+        : [];
+    return new SoapClient($wsdl, $options + [
         'login' => $login,
         'password' => $password,
         'location' => $endpoint,
@@ -104,6 +110,7 @@ try {
         }
     }
     $out['search'] = ['pages' => $pages, 'totals' => $totals, 'listings' => $keys, 'ended' => $token === null];
+    $out['request_headers'] = $client->__getLastRequestHeaders();
 
     // -- GetListing and GetListingImages on the first paged listing with photos ------------
     $withPhotos = null;
