@@ -18,6 +18,11 @@ if _own_metrics_dir:
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="mlsfeeds-metrics-")
 _settings = Settings.from_env()
 
+# Imported now, with the folder set: child_exit runs in the master's SIGCHLD handler, and an
+# import begun there can be interrupted by the next worker's exit (at shutdown, several exit at
+# once), which then finds the module half made and stops the master with an AttributeError.
+from prometheus_client import multiprocess  # noqa: E402
+
 bind = _settings.bind
 workers = _settings.workers or multiprocessing.cpu_count() * 2 + 1
 # Each worker reads requests whole in an event loop (slow clients cost a buffer, not a worker),
@@ -56,6 +61,4 @@ def on_exit(server):
 
 def child_exit(server, worker):
     """A dead worker's gauges go; its counters stay summed in (prometheus_client multiprocess)."""
-    from prometheus_client import multiprocess
-
     multiprocess.mark_process_dead(worker.pid)

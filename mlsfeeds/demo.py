@@ -9,6 +9,7 @@ service answers. The sandbox lives in ./var/sandbox and is reused on the next st
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -44,6 +45,9 @@ def run(settings: Settings, public_url: str, gunicorn_command: list[str], env: d
     from sandbox.world import World, start_servers
 
     check_port(settings.bind)
+    # SIGTERM (a supervisor, `timeout`, `kill`) stops the demo as Ctrl-C does: gunicorn and the
+    # simulated servers are stopped with it instead of left running on the port.
+    signal.signal(signal.SIGTERM, _interrupt)
     db.upgrade(settings.database_url)
     fresh = not (SANDBOX_DIR / "state.json").exists()
     if fresh:
@@ -62,6 +66,10 @@ def run(settings: Settings, public_url: str, gunicorn_command: list[str], env: d
     finally:
         for server in servers:
             server.stop()
+
+
+def _interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt
 
 
 def _load(settings: Settings, world) -> None:
