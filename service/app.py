@@ -171,6 +171,7 @@ class Dispatcher:
     def render_error(self, environ, start_response, status: str, message: str):
         if (environ.get("PATH_INFO") or "").rstrip("/") == SOAP_PATH:
             return self._soap.render_error(environ, start_response, status, message)
+        log.warning("%s from %s: %s", status, environ.get("REMOTE_ADDR"), message)
         return _respond(start_response, status, (message + "\n").encode(), "text/plain; charset=utf-8")
 
 

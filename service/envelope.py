@@ -21,11 +21,11 @@ WS-Security header can be checked before the rest of a large body is even parsed
 from __future__ import annotations
 
 import codecs
-import zlib
 import email.parser
 import email.policy
 import re
 import threading
+import zlib
 from dataclasses import dataclass
 
 from lxml import etree

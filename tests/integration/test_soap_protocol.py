@@ -437,6 +437,11 @@ def test_a_refusal_is_held_a_quarter_second_and_logged_once(service):
     time.sleep(0.3)
     lines = [line for line in log.read_bytes()[mark:].decode().splitlines() if "larger than" in line]
     assert len(lines) == 1 and "WARNING mlsfeeds.soap" in lines[0], lines
+    mark = log.stat().st_size  # a refusal elsewhere than /soap: plain text, one line too
+    assert exchange(port, b"GET /" + b"x" * 9000 + b" HTTP/1.1\r\n\r\n", timeout=10).status == 414
+    time.sleep(0.3)
+    lines = [line for line in log.read_bytes()[mark:].decode().splitlines() if "WARNING" in line]
+    assert len(lines) == 1 and "414 URI Too Long from 127.0.0.1" in lines[0], lines
 
 
 def test_wsdl_and_health_answer_get_and_other_methods_are_told_what_to_do(port):
