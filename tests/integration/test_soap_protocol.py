@@ -437,11 +437,16 @@ def test_a_refusal_is_held_a_quarter_second_and_logged_once(service):
     time.sleep(0.3)
     lines = [line for line in log.read_bytes()[mark:].decode().splitlines() if "larger than" in line]
     assert len(lines) == 1 and "WARNING mlsfeeds.soap" in lines[0], lines
-    mark = log.stat().st_size  # a refusal elsewhere than /soap: plain text, one line too
-    assert exchange(port, b"GET /" + b"x" * 9000 + b" HTTP/1.1\r\n\r\n", timeout=10).status == 414
-    time.sleep(0.3)
-    lines = [line for line in log.read_bytes()[mark:].decode().splitlines() if "WARNING" in line]
-    assert len(lines) == 1 and "414 URI Too Long from 127.0.0.1" in lines[0], lines
+    for request, status, said in [  # refusals elsewhere than /soap (plain text): one line each too
+        (b"POST /other HTTP/1.1\r\nHost: x\r\nContent-Length: 2000000\r\n\r\n", 413,
+         "413 Content Too Large from 127.0.0.1"),
+        (b"GET /" + b"x" * 9000 + b" HTTP/1.1\r\n\r\n", 414, "the request line is longer than 8190 bytes"),
+    ]:
+        mark = log.stat().st_size
+        assert exchange(port, request, timeout=10).status == status
+        time.sleep(0.3)
+        lines = [line for line in log.read_bytes()[mark:].decode().splitlines() if "WARNING" in line]
+        assert len(lines) == 1 and said in lines[0], log.read_bytes()[mark:].decode()
 
 
 def test_wsdl_and_health_answer_get_and_other_methods_are_told_what_to_do(port):
