@@ -39,7 +39,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.photos import BENCH_DIR, Run, Target, bucket_contents, machine_busy, report, rclone_env, wait_for_idle  # noqa: E402
-from bench.photos import _children_cpu, _server_cpu  # noqa: E402
+from bench.photos import _check, _child_timing, _children_cpu, _server_cpu, _timed_child  # noqa: E402
 from tests.support.s3 import s3_client  # noqa: E402
 
 
@@ -98,7 +98,7 @@ def side_job(target: Target, mls: Mls, source: str, bucket: str, threads: int) -
         for args in (["db", "upgrade"], ["sources", "apply", str(mls.root / "sources.toml")],
                      ["run", source, "--no-images"]):
             _mlsfeeds(args, env)
-        _timed(lambda: _mlsfeeds(["tick", "--images"], env))
+        _timed_child(lambda: _mlsfeeds(["tick", "--images"], env))
     finally:
         for path in database.parent.glob(database.name + "*"):
             path.unlink(missing_ok=True)
@@ -107,7 +107,7 @@ def side_job(target: Target, mls: Mls, source: str, bucket: str, threads: int) -
 def side_rclone_http(target: Target, mls: Mls, bucket: str, transfers: int) -> None:
     listing = BENCH_DIR / "http-photos.txt"
     listing.write_text("".join(f"{key}/{n}.jpg\n" for key, n, _ in mls.photos["httpmls"]))
-    _timed(lambda: _rclone(["--files-from", str(listing), "--no-traverse", "--http-url", f"{mls.urls['http']}/photos/",
+    _timed_child(lambda: _rclone(["--files-from", str(listing), "--no-traverse", "--http-url", f"{mls.urls['http']}/photos/",
                             "--http-headers", "Authorization,Bearer http-token-3", ":http:", f"bench:{bucket}"],
                            target, transfers))
 
@@ -116,11 +116,11 @@ def side_rclone_ftp(target: Target, mls: Mls, bucket: str, transfers: int, extra
     port = mls.urls["ftp"].rsplit(":", 1)[1]
     env = {"RCLONE_CONFIG_MLS_TYPE": "ftp", "RCLONE_CONFIG_MLS_HOST": "127.0.0.1", "RCLONE_CONFIG_MLS_PORT": port,
            "RCLONE_CONFIG_MLS_USER": "mlsuser", "RCLONE_CONFIG_MLS_PASS": _obscure("ftp-secret-1")}
-    _timed(lambda: _rclone([*extra, "mls:photos", f"bench:{bucket}"], target, transfers, env))
+    _timed_child(lambda: _rclone([*extra, "mls:photos", f"bench:{bucket}"], target, transfers, env))
 
 
 def side_rclone_disk(target: Target, folder: Path, bucket: str, transfers: int) -> None:
-    _timed(lambda: _rclone([str(folder), f"bench:{bucket}"], target, transfers))
+    _timed_child(lambda: _rclone([str(folder), f"bench:{bucket}"], target, transfers))
 
 
 def _rclone(args: list[str], target: Target, transfers: int, extra_env: dict | None = None) -> None:
@@ -136,18 +136,7 @@ def _obscure(password: str) -> str:
 
 
 def _mlsfeeds(args: list[str], env: dict) -> None:
-    done = subprocess.run([sys.executable, "-m", "mlsfeeds", *args], cwd=ROOT, env=env, capture_output=True, text=True)
-    if done.returncode != 0:
-        raise RuntimeError(f"mlsfeeds {' '.join(args)} exited {done.returncode}:\n{done.stdout}\n{done.stderr}")
-
-
-_timing: list[float] = []
-
-
-def _timed(action: Callable[[], None]) -> None:
-    started = time.perf_counter()
-    action()
-    _timing.append(time.perf_counter() - started)
+    _check([sys.executable, "-m", "mlsfeeds", *args], env)
 
 
 # -- measuring --------------------------------------------------------------------------------
@@ -157,7 +146,7 @@ def measure(side: str, action: Callable[[str], None], target: Target, photos: in
     """One run into a fresh bucket; ``wanted``: photo objects the bucket must hold afterwards."""
     bucket = f"job-{uuid.uuid4().hex[:10]}"
     s3_client(target.endpoint_url).create_bucket(Bucket=bucket)
-    _timing.clear()
+    _child_timing.clear()
     server_before, children_before, mls_before = _server_cpu(target), _children_cpu(), _pid_cpu(mls_pid)
     busy_before, started = machine_busy(), time.perf_counter()
     action(bucket)
@@ -169,7 +158,7 @@ def measure(side: str, action: Callable[[str], None], target: Target, photos: in
     if objects != wanted:
         raise RuntimeError(f"{side}: the bucket holds {objects} photos, expected {wanted}")
     other = max(0.0, busy - client - server - mls) / (elapsed * (os.cpu_count() or 1))
-    return Run(side, _timing[0], client, server + mls, photos, size, other)
+    return Run(side, _child_timing[0], client, server + mls, photos, size, other)
 
 
 def photo_objects(target: Target, bucket: str) -> tuple[int, int]:

@@ -177,7 +177,7 @@ class Reader:
             finally:
                 try:
                     cursor.close()
-                except self._reader.disconnects:
+                except self.disconnects:
                     pass
         self._estimate = (time.monotonic(), count)
         return count

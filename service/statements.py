@@ -84,7 +84,6 @@ _CONDITIONS = {
 # the city, whose indexes lead to the two sort orders (city_key, list_price | time, id).
 _SERVED_WITH = {"ListPrice": {"min_price", "max_price", "city"}, "ModificationTimestamp": {"city"},
                 "ListingKey": set()}
-GEO = frozenset({"box", "box_wrapped", "radius", "radius_polar"})
 
 
 def _served(conditions: Conditions, sort_by: str) -> set[str]:
