@@ -80,6 +80,9 @@ def _migrate_arguments(parser: argparse.ArgumentParser) -> None:
                         help="forget this SRC -> DEST manifest and start over (files already copied are skipped)")
     parser.add_argument("--source-password-env", metavar="VAR",
                         help="read the FTP/SFTP/HTTP password from this variable instead of the URL")
+    parser.add_argument("--source-connections", type=_positive, metavar="N",
+                        help="FTP/SFTP: at most N logins at once (default: --workers); a server that refuses "
+                        "more is read over the logins it allowed")
     trust = parser.add_argument_group("FTPS and SFTP sources")
     trust.add_argument("--ca-file", metavar="PATH", help="ftps: CA certificates to check the server's certificate with")
     trust.add_argument("--insecure-tls", action="store_true", help="ftps: accept any certificate (tests only)")
@@ -102,7 +105,8 @@ def run_migrate(args, settings: Settings) -> int:
     from pipeline.images.keymap import parse_key_template
 
     mapping = parse_key_template(args.key_template)
-    archive = open_archive(args.source, _source_password(args, settings), security=_security(args))
+    archive = open_archive(args.source, _source_password(args, settings), security=_security(args),
+                           connections=args.source_connections or args.workers)
     try:
         destination = open_destination(args.dest, args.endpoint_url or settings.s3_endpoint_url, args.workers)
         try:

@@ -4,12 +4,13 @@
 
 * ``/path``, ``./path`` or ``file:///path`` — a folder tree, walked in name order;
 * ``ftp://user:password@host:port/path`` — an FTP server, walked with MLSD (NLST where the
-  server has none); every worker thread logs in once and keeps its connection;
+  server has none); the worker threads share at most ``connections`` logins (a server that
+  refuses more is read over those it allowed: pipeline.connectors.logins);
   ``ftps://...`` the same over explicit TLS (AUTH TLS, data channel protected), the server's
   certificate checked (``ca_file``, or ``verify_tls=False`` for a test server);
 * ``sftp://user[:password]@host:port/path`` — an SSH server, walked with ``listdir_attr``; the
   host key is checked (``host_key_sha256``, ``known_hosts``, else ``~/.ssh/known_hosts``) and
-  the user logs in with a password or ``key_file``; one SSH session per worker thread;
+  the user logs in with a password or ``key_file``; SSH sessions shared as FTP logins are;
 * ``http(s)://host/path/`` — an HTTP server. If the URL answers with HTML, it is a directory
   index (what ``python -m http.server``, nginx ``autoindex`` and Apache produce): links below it
   are followed, those ending in ``/`` as folders, recursively; sort links (``?C=M``), parents and
@@ -33,15 +34,18 @@ import ssl
 import stat
 import threading
 from collections.abc import Iterator
+from contextlib import ExitStack
 from dataclasses import dataclass
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import BinaryIO, Protocol
 from urllib.parse import quote, unquote, urljoin, urlsplit, urlunsplit
 
+from pipeline.connectors.logins import Logins
 from pipeline.errors import FeedNotFound, PipelineError, SourceAuthError, SourceConfigError, SourceUnavailable
 
 CHUNK = 1 << 16
+CONNECTIONS = 16  # FTP/SFTP logins at once, at most (the migration's default workers)
 
 
 @dataclass(frozen=True)
@@ -74,15 +78,16 @@ class Security:
 
 
 def open_archive(url: str, password: str | None = None, timeout: float = 60.0,
-                 security: Security = Security()) -> Archive:
-    """The archive at ``url``; ``password`` overrides one written in the URL."""
+                 security: Security = Security(), connections: int = CONNECTIONS) -> Archive:
+    """The archive at ``url``; ``password`` overrides one written in the URL; an FTP or SFTP
+    server is read over at most ``connections`` logins at once (fewer if it refuses more)."""
     scheme = urlsplit(url).scheme.lower()
     if scheme in ("", "file"):
         return FolderArchive(_folder_path(url))
     if scheme in ("ftp", "ftps"):
-        return FtpArchive(url, password, timeout, security)
+        return FtpArchive(url, password, timeout, security, connections)
     if scheme == "sftp":
-        return SftpArchive(url, password, timeout, security)
+        return SftpArchive(url, password, timeout, security, connections)
     if scheme in ("http", "https"):
         return HttpArchive(url, password, timeout)
     raise SourceConfigError(f"cannot migrate from {scheme}:// (use a folder, file://, ftp://, ftps://, sftp:// "
@@ -151,9 +156,11 @@ class FolderArchive:
 # -- FTP --------------------------------------------------------------------------------------
 
 class FtpArchive:
-    """Files below a folder of an FTP or FTPS server (passive mode, binary transfers, UTF-8 names)."""
+    """Files below a folder of an FTP or FTPS server (passive mode, binary transfers, UTF-8 names),
+    read over at most ``connections`` logins shared by the threads; the walk borrows one too."""
 
-    def __init__(self, url: str, password: str | None, timeout: float, security: Security = Security()):
+    def __init__(self, url: str, password: str | None, timeout: float, security: Security = Security(),
+                 connections: int = CONNECTIONS):
         from pipeline.connectors.ftp import FtpSettings
 
         parts = urlsplit(url)
@@ -165,16 +172,11 @@ class FtpArchive:
             tls=parts.scheme.lower() == "ftps", verify_tls=security.verify_tls, ca_file=security.ca_file)
         self.root = unquote(parts.path or "/").rstrip("/") or "/"
         self.url = redact(url)
-        self._local = threading.local()
-        self._all: list[ftplib.FTP] = []
-        self._lock = threading.Lock()
+        self._logins = Logins(self._login, _quit, connections, self.url, drop=ftplib.FTP.close)
 
     def walk(self) -> Iterator[ArchiveFile]:
-        ftp = self._login()
-        try:
+        with self._logins.connection() as ftp:
             yield from self._walk(ftp, self.root, "")
-        finally:
-            _quit(ftp)
 
     def _walk(self, ftp: ftplib.FTP, folder: str, prefix: str) -> Iterator[ArchiveFile]:
         for name, is_dir, size in self._entries(ftp, folder):
@@ -219,34 +221,12 @@ class FtpArchive:
         return name, True, None
 
     def read(self, path: str, sink: BinaryIO) -> None:
-        ftp = self._connection()
-        try:
-            with _ftp_errors("download"):
-                ftp.retrbinary(f"RETR {posixpath.join(self.root, path)}", sink.write, blocksize=CHUNK)
-        except SourceUnavailable:
-            self._drop(ftp)  # the control connection may be out of step: start afresh next time
-            raise
+        """A dropped or failed connection is not lent again (the control connection may be out of step)."""
+        with self._logins.connection() as ftp, _ftp_errors("download"):
+            ftp.retrbinary(f"RETR {posixpath.join(self.root, path)}", sink.write, blocksize=CHUNK)
 
     def close(self) -> None:
-        with self._lock:
-            connections, self._all = self._all, []
-        for ftp in connections:
-            _quit(ftp)
-
-    def _connection(self) -> ftplib.FTP:
-        ftp = getattr(self._local, "ftp", None)
-        if ftp is None:
-            ftp = self._local.ftp = self._login()
-            with self._lock:
-                self._all.append(ftp)
-        return ftp
-
-    def _drop(self, ftp: ftplib.FTP) -> None:
-        self._local.ftp = None
-        with self._lock:
-            if ftp in self._all:
-                self._all.remove(ftp)
-        ftp.close()
+        self._logins.close()
 
     def _login(self) -> ftplib.FTP:
         from pipeline.connectors.ftp import connect
@@ -297,7 +277,8 @@ class SftpArchive:
     """Files below a folder of an SSH server, over SFTP (paramiko, through the sftp connector's
     login and host key check)."""
 
-    def __init__(self, url: str, password: str | None, timeout: float, security: Security = Security()):
+    def __init__(self, url: str, password: str | None, timeout: float, security: Security = Security(),
+                 connections: int = CONNECTIONS):
         from pipeline.connectors.sftp import SftpSettings
 
         parts = urlsplit(url)
@@ -313,18 +294,12 @@ class SftpArchive:
             insecure_accept_any_host_key=security.insecure_accept_any_host_key)
         self.root = unquote(parts.path or "/").rstrip("/") or "/"
         self.url = redact(url)
-        self._local = threading.local()
-        self._sessions: list = []
-        self._lock = threading.Lock()
+        self._logins = Logins(self._login, lambda session: session[1].close(), connections, self.url)
 
     def walk(self) -> Iterator[ArchiveFile]:
-        from contextlib import ExitStack
-
         from pipeline.connectors import sftp as connector
 
-        with ExitStack() as stack:
-            stack.enter_context(connector.translated(self.settings))
-            client = stack.enter_context(connector.logged_in(self.settings))
+        with self._logins.connection() as (client, _), connector.translated(self.settings):
             yield from self._walk(client, self.root, "")
 
     def _walk(self, client, folder: str, prefix: str) -> Iterator[ArchiveFile]:
@@ -337,48 +312,23 @@ class SftpArchive:
     def read(self, path: str, sink: BinaryIO) -> None:
         from pipeline.connectors import sftp as connector
 
-        client = self._session()
-        try:
-            with connector.translated(self.settings), client.open(posixpath.join(self.root, path), "rb") as remote:
-                remote.prefetch()
-                for chunk in iter(lambda: remote.read(CHUNK), b""):
-                    sink.write(chunk)
-        except SourceUnavailable:
-            self._drop()  # the session may be dead: open another next time
-            raise
+        with self._logins.connection() as (client, _), connector.translated(self.settings), \
+                client.open(posixpath.join(self.root, path), "rb") as remote:
+            remote.prefetch()
+            for chunk in iter(lambda: remote.read(CHUNK), b""):
+                sink.write(chunk)
 
     def close(self) -> None:
-        with self._lock:
-            sessions, self._sessions = self._sessions, []
-        for stack in sessions:
-            stack.close()
+        self._logins.close()
 
-    def _session(self):
-        client = getattr(self._local, "client", None)
-        if client is None:
-            from contextlib import ExitStack
+    def _login(self) -> tuple:
+        """(the SFTP client, the stack that logs it out)."""
+        from pipeline.connectors import sftp as connector
 
-            from pipeline.connectors import sftp as connector
+        stack = ExitStack()
+        with connector.translated(self.settings):
+            return stack.enter_context(connector.logged_in(self.settings)), stack
 
-            stack = ExitStack()
-            with connector.translated(self.settings):
-                client = stack.enter_context(connector.logged_in(self.settings))
-            self._local.client, self._local.stack = client, stack
-            with self._lock:
-                self._sessions.append(stack)
-        return client
-
-    def _drop(self) -> None:
-        stack = getattr(self._local, "stack", None)
-        self._local.client = self._local.stack = None
-        if stack is not None:
-            with self._lock:
-                if stack in self._sessions:
-                    self._sessions.remove(stack)
-            stack.close()
-
-
-# -- HTTP -------------------------------------------------------------------------------------
 
 class HttpArchive:
     """Files linked from an HTTP directory index (recursively), or listed in a manifest."""

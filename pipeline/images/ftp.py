@@ -15,6 +15,8 @@ Spec keys (the source's ``[images]`` table), with their defaults:
     at most this many photos per listing.
 ``max_bytes`` (20 MB)
     a larger file is a failed photo.
+``connections`` (8)
+    at most this many logged-in connections at once (never more than the job's threads).
 the connection keys of the ``ftp``/``ftps`` and ``sftp`` download kinds, read by their connectors:
     ``host`` (required), ``port`` (21 / 22), ``username``, ``password``, ``timeout`` (60 s);
     ftps: ``verify_tls`` (true), ``ca_file``; sftp: ``key_file``, ``key_passphrase``, and the
@@ -24,9 +26,13 @@ Which files: photos 1..PhotosCount, where a missing file (550, ENOENT) is a fail
 again on the next run. A listing whose PhotosCount is 0 or unknown (feeds without the column) is
 probed: n = 1, 2, ... until the first missing file, at most ``max_photos``.
 
-Each worker thread keeps one logged-in connection for all its listings; one that drops (an
-idle timeout, a server restart) is opened again once per listing. Failures of the whole source
-are the connectors' pipeline errors: SourceUnavailable (refused, timed out, 4xx replies),
+The job's threads share at most ``connections`` logged-in connections (``Logins``): a thread
+borrows one for a listing's files and gives it back before it checks and uploads them, so the
+connections stay busy while other threads upload. A server that caps the logins of one user
+and refuses a further one while others are open is not an error: the job goes on over those
+(see pipeline.connectors.logins). A connection that drops (an idle timeout, a
+server restart) is replaced, once per listing. Failures of the whole source are the
+connectors' pipeline errors: SourceUnavailable (refused, timed out, 4xx replies),
 SourceAuthError (a refused login or host key), SourceConfigError (a bad spec or TLS setup).
 """
 
@@ -44,10 +50,12 @@ from typing import Any, Protocol
 from pipeline.connectors import _spec
 from pipeline.connectors import ftp as ftp_connector
 from pipeline.connectors import sftp as sftp_connector
+from pipeline.connectors.logins import Logins
 from pipeline.errors import SourceConfigError, SourceUnavailable
 from pipeline.images import ListingPhotos, Photo
 
 PROTOCOLS = ("ftp", "ftps", "sftp")
+CONNECTIONS = 8
 MAX_PHOTOS = 50
 MAX_BYTES = 20 * 1024 * 1024
 BLOCK_SIZE = 1 << 16
@@ -241,58 +249,68 @@ def remote_files(spec: dict[str, Any]) -> FtpFiles | SftpFiles:
 class FtpStrategy:
     name = "ftp"
     stores = True
+    shared = True  # one PatternPhotos for the job; its pool lends each thread a connection
 
     @contextmanager
     def open(self, spec: dict[str, Any], environ) -> Iterator["PatternPhotos"]:
         naming = PhotoNaming.from_spec(spec)
-        files = remote_files(spec)
-        files.connect()
+        with images_keys():
+            limit = _spec.integer(spec, "connections", CONNECTIONS, minimum=1)
+        logins = Logins(lambda: connected(remote_files(spec)), lambda files: files.close(), limit,
+                        remote_files(spec).settings.where)
         try:
-            yield PatternPhotos(files, naming)
+            with logins.connection():  # the first login: a refusal fails the job once
+                pass
+            yield PatternPhotos(logins, naming)
         finally:
-            files.close()
+            logins.close()
+
+
+def connected(files: RemoteFiles) -> RemoteFiles:
+    files.connect()
+    return files
 
 
 class PatternPhotos:
-    """The PhotoSource of one worker thread: its connection, and the naming pattern."""
+    """The job's PhotoSource: the logins its threads share, and the naming pattern."""
 
-    def __init__(self, files: RemoteFiles, naming: PhotoNaming):
-        self.files = files
+    def __init__(self, logins: Logins[RemoteFiles], naming: PhotoNaming):
+        self.logins = logins
         self.naming = naming
 
     def photos(self, listing: ListingPhotos) -> list[Photo]:
         try:
-            return self._photos(listing)
-        except SourceUnavailable:
-            self.files.close()  # a dropped connection is opened again, once; a dead server fails the source
-            self.files.connect()
-            return self._photos(listing)
+            with self.logins.connection() as files:
+                return self._photos(files, listing)
+        except SourceUnavailable:  # a dropped connection is replaced, once; a dead server fails the source
+            with self.logins.connection() as files:
+                return self._photos(files, listing)
 
-    def _photos(self, listing: ListingPhotos) -> list[Photo]:
+    def _photos(self, files: RemoteFiles, listing: ListingPhotos) -> list[Photo]:
         try:
             if listing.photos_count > 0:
                 count = min(listing.photos_count, self.naming.max_photos)
-                return [self._counted(listing, n) for n in range(1, count + 1)]
-            return list(self._probed(listing))
+                return [self._counted(files, listing, n) for n in range(1, count + 1)]
+            return list(self._probed(files, listing))
         except MissingValue as missing:
             return [Photo(order=1, error=f"{listing.listing_key}: no {missing} to name its photo files")]
 
-    def _counted(self, listing: ListingPhotos, n: int) -> Photo:
+    def _counted(self, files: RemoteFiles, listing: ListingPhotos, n: int) -> Photo:
         path = self.naming.path(listing, n)
-        photo = self._read(path, n)
+        photo = self._read(files, path, n)
         return photo if photo is not None else Photo(order=n, error=f"{listing.listing_key} #{n}: no file {path}")
 
-    def _probed(self, listing: ListingPhotos) -> Iterator[Photo]:
+    def _probed(self, files: RemoteFiles, listing: ListingPhotos) -> Iterator[Photo]:
         """Without a PhotosCount: photos 1, 2, ... up to the first missing file."""
         for n in range(1, self.naming.max_photos + 1):
-            photo = self._read(self.naming.path(listing, n), n)
+            photo = self._read(files, self.naming.path(listing, n), n)
             if photo is None:
                 return
             yield photo
 
-    def _read(self, path: str, n: int) -> Photo | None:
+    def _read(self, files: RemoteFiles, path: str, n: int) -> Photo | None:
         try:
-            data = self.files.read(path, self.naming.max_bytes)
+            data = files.read(path, self.naming.max_bytes)
         except TooLarge as exc:
             return Photo(order=n, error=str(exc))
         return None if data is None else Photo(order=n, data=data)

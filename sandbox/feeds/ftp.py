@@ -66,14 +66,20 @@ TIMES = {"PhotosChangeTimestamp", "ModificationTimestamp"}
 
 class FtpFeed:
     """The FTP MLS. ``tls=True`` plays an FTPS server (explicit TLS, needs pyOpenSSL);
-    ``mlsd=False`` plays an old server without MLSD, listed with NLST, SIZE and MDTM."""
+    ``mlsd=False`` plays an old server without MLSD, listed with NLST, SIZE and MDTM;
+    ``max_logins=N`` a server that lets N connections in at once and refuses the next, as
+    ProFTPD does at login (``cap_reply="530"``) or as vsftpd and pyftpdlib do on connecting
+    (``"421"``)."""
 
     kind = "ftp"
 
     def __init__(self, *, tls: bool = False, mlsd: bool = True, username: str = "mlsuser",
-                 password: str = "ftp-secret-1"):
+                 password: str = "ftp-secret-1", max_logins: int | None = None, cap_reply: str = "530"):
+        if cap_reply not in ("421", "530"):
+            raise ValueError(f"cap_reply must be '421' or '530', got {cap_reply!r}")
         self.tls, self.mlsd = tls, mlsd
         self.username, self.password = username, password
+        self.max_logins, self.cap_reply = max_logins, cap_reply
 
     # -- files ---------------------------------------------------------------------------------
 
@@ -112,6 +118,8 @@ class FtpFeed:
         details: dict[str, Any] = {"username": self.username, "password": self.password, "directory": directory}
         address = ("127.0.0.1", saved_port(root, "ftp"))
         server = ThreadedFTPServer(address, self._handler(directory, Path(root), details))
+        if self.max_logins is not None and self.cap_reply == "421":
+            server.max_cons_per_ip = self.max_logins
         host, port = server.address[:2]
         stop = _serve_in_thread(server)
         scheme = "ftps" if self.tls else "ftp"
@@ -128,15 +136,19 @@ class FtpFeed:
                                       "auth_failed_timeout": 0.2}
         if not self.mlsd:
             attributes["proto_cmds"] = {k: v for k, v in FTPHandler.proto_cmds.items() if k not in ("MLSD", "MLST")}
+        bases: tuple[type, ...] = ()
+        if self.max_logins is not None and self.cap_reply == "530":
+            bases, details["logins"] = (_LoginCap,), _Logins(self.max_logins)
+            attributes["logins"] = details["logins"]
         if not self.tls:
-            return type("SandboxFTPHandler", (FTPHandler,), attributes)
+            return type("SandboxFTPHandler", (*bases, FTPHandler), attributes)
         from pyftpdlib.handlers import TLS_FTPHandler
 
         cert, key = self_signed_certificate(root / "tls")
         details["ca_file"] = str(cert)
         attributes.update(certfile=str(cert), keyfile=str(key), ssl_context=None,
                           tls_control_required=True, tls_data_required=True)
-        return type("SandboxFTPSHandler", (TLS_FTPHandler,), attributes)
+        return type("SandboxFTPSHandler", (*bases, TLS_FTPHandler), attributes)
 
     # -- how our pipeline must read it ---------------------------------------------------------
 
@@ -280,6 +292,45 @@ def _line(fields: Iterable[str]) -> bytes:
 
 def _inverse(codes: dict[str, str]) -> dict[str, str]:
     return {code: name for name, code in codes.items()}
+
+
+class _Logins:
+    """How many are logged in, against the cap; the most seen at once (for tests)."""
+
+    def __init__(self, cap: int):
+        self.cap, self.now, self.most, self.refused = cap, 0, 0, 0
+        self.lock = threading.Lock()
+
+
+class _LoginCap:
+    """A pyftpdlib handler mixin: the login past ``logins.cap`` is refused as ProFTPD's
+    MaxClientsPerUser refuses it, and the connection closed."""
+
+    logins: _Logins
+    counted = False
+
+    def handle_auth_success(self, home, password, msg_login):
+        with self.logins.lock:
+            allowed = self.logins.now < self.logins.cap
+            if allowed:
+                self.logins.now += 1
+                self.logins.most = max(self.logins.most, self.logins.now)
+            else:
+                self.logins.refused += 1
+        if not allowed:
+            self.respond(f"530 Sorry, the maximum number of clients ({self.logins.cap}) for this user are already "
+                         "connected.")
+            self.close_when_done()
+            return
+        self.counted = True
+        super().handle_auth_success(home, password, msg_login)
+
+    def on_disconnect(self):
+        if self.counted:
+            self.counted = False
+            with self.logins.lock:
+                self.logins.now -= 1
+        super().on_disconnect()
 
 
 def _quiet(logger: logging.Logger) -> None:

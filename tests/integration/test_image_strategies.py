@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -127,8 +128,8 @@ class Mls:
 
 
 @contextmanager
-def started(name: str, tmp_path: Path) -> Iterator[Mls]:
-    feed = FEEDS[name]()
+def started(name: str, tmp_path: Path, feed: Any = None) -> Iterator[Mls]:
+    feed = feed or FEEDS[name]()
     listings = list(synthetic_listings(LISTINGS, [SID], SEED))
     root = tmp_path / "mls"
     feed.publish(listings, root)
@@ -253,6 +254,37 @@ def test_a_missing_photo_file_fails_that_photo_until_it_is_there(file_server):
         assert (listing["ListingKey"], 1) in stored and (listing["ListingKey"], 3) not in stored
     mls.run()  # published again: the file is back
     assert mls.stored() == mls.expected()
+
+
+@pytest.mark.parametrize("cap_reply", ["530", "421"])
+def test_a_server_that_caps_logins_serves_every_photo_over_the_connections_it_allows(cap_reply, tmp_path, caplog):
+    with started("ftp", tmp_path, FtpFeed(max_logins=2, cap_reply=cap_reply)) as mls:
+        mls.job = ImageJob(mls.balancer.sessions, mls.store, {}, "photos-1", ImagePolicy(threads=6))
+        with caplog.at_level(logging.WARNING, logger="pipeline.connectors.logins"):
+            run = mls.run()
+        assert run.status == "succeeded" and not run.images_ready, run.images_error
+        assert mls.stored() == mls.expected() and run.photos_failed == mls.corrupt()
+        warnings = [r.getMessage() for r in caplog.records if r.name == "pipeline.connectors.logins"]
+        assert len(warnings) == 1, warnings
+        assert "refused one more connection" in warnings[0] and f"{cap_reply} " in warnings[0]
+        if cap_reply == "530":
+            logins = mls.running.details["logins"]
+            assert logins.most == 2 and logins.refused >= 1
+
+
+def test_connections_set_to_the_servers_cap_ask_for_no_more(tmp_path, caplog):
+    with started("ftp", tmp_path, FtpFeed(max_logins=2)) as mls:
+        mls.job = ImageJob(mls.balancer.sessions, mls.store, {}, "photos-1", ImagePolicy(threads=6))
+        mls.configure(connections=0)
+        run = mls.run()
+        assert not run.images_ready and "images.connections must be a whole number >= 1, got 0" in run.images_error
+        mls.configure(connections=2)
+        with caplog.at_level(logging.WARNING, logger="pipeline.connectors.logins"):
+            run = mls.run()
+        assert mls.stored() == mls.expected() and run.photos_failed == mls.corrupt()
+        logins = mls.running.details["logins"]
+        assert (logins.most, logins.refused) == (2, 0)
+        assert not [r for r in caplog.records if r.name == "pipeline.connectors.logins"]
 
 
 def test_a_feed_without_photos_count_counts_the_photos_each_listing_has(tmp_path):

@@ -73,9 +73,10 @@ def small_archive(tmp_path_factory) -> tuple[Path, dict[str, str]]:
 
 @contextmanager
 def ftp_server(root: Path, user: str = "mls", password: str = "s3cret", mlsd: bool = True,
-               certificate: tuple[Path, Path] | None = None):
+               certificate: tuple[Path, Path] | None = None, max_connections: int = 0):
     """pyftpdlib serving ``root``; ``mlsd=False`` plays an old server listed with NLST and SIZE;
-    ``certificate`` (cert, key) makes it FTPS, TLS required on control and data connections."""
+    ``certificate`` (cert, key) makes it FTPS, TLS required on control and data connections;
+    ``max_connections`` greets the connection past it with 421, as vsftpd's max_per_ip does."""
     from pyftpdlib.authorizers import DummyAuthorizer
     from pyftpdlib.handlers import FTPHandler, TLS_FTPHandler
     from pyftpdlib.servers import ThreadedFTPServer
@@ -91,6 +92,7 @@ def ftp_server(root: Path, user: str = "mls", password: str = "s3cret", mlsd: bo
                           tls_control_required=True, tls_data_required=True)
     handler = type("Handler", (TLS_FTPHandler if certificate else FTPHandler,), attributes)
     server = ThreadedFTPServer(("127.0.0.1", 0), handler)
+    server.max_cons_per_ip = max_connections
     stopping = threading.Event()
 
     def loop() -> None:
@@ -241,6 +243,24 @@ def test_ftp_to_folder(env, small_archive, tmp_path, capsys, mlsd):
               for p in (tmp_path / "out").rglob("*") if p.is_file()}
     assert copied == {path.removeprefix("photos/"): md5 for path, md5 in files.items()}
     assert "ftp://mls@127.0.0.1" in capsys.readouterr().out  # the password is never shown
+
+
+@pytest.mark.parametrize("connections", [None, "2"], ids=["refused past the cap", "--source-connections"])
+def test_an_ftp_server_that_caps_logins_is_read_over_those_it_allows(env, small_archive, tmp_path, capsys, caplog,
+                                                                     connections):
+    root, files = small_archive
+    extra = ["--source-connections", connections] if connections else []
+    with ftp_server(root, max_connections=2) as url, caplog.at_level(logging.WARNING, "pipeline.connectors.logins"):
+        assert migrate(f"{url}/photos", str(tmp_path / "out"), "--workers", "8", *extra) == 0
+    copied = {p.relative_to(tmp_path / "out").as_posix(): hashlib.md5(p.read_bytes()).hexdigest()
+              for p in (tmp_path / "out").rglob("*") if p.is_file()}
+    assert copied == {path.removeprefix("photos/"): md5 for path, md5 in files.items()}
+    assert f"{len(files)} files: {len(files)} copied, 0 skipped, 0 failed" in capsys.readouterr().out
+    refusals = [r.getMessage() for r in caplog.records if r.name == "pipeline.connectors.logins"]
+    if connections:
+        assert refusals == []
+    else:
+        assert len(refusals) == 1 and "421 Too many connections" in refusals[0], refusals
 
 
 def test_ftp_password_from_a_variable_is_not_recorded(env, small_archive, tmp_path, monkeypatch, database_url):

@@ -7,7 +7,8 @@ import pytest
 
 from pipeline.errors import FeedNotFound, SourceAuthError, SourceConfigError, SourceUnavailable
 from pipeline.images import ListingPhotos
-from pipeline.images.ftp import MissingValue, PatternPhotos, PhotoNaming, TooLarge, photo_name
+from pipeline.connectors.logins import Logins
+from pipeline.images.ftp import MissingValue, PatternPhotos, PhotoNaming, TooLarge, connected, photo_name
 from pipeline.images.rets import MissingKey, Numbering, RetsPhotoSettings, object_id, photos_in_reply
 from sandbox.feeds.rets import rets_reply
 
@@ -43,7 +44,7 @@ def test_a_pattern_the_values_cannot_fill_is_a_spec_error(pattern):
 def test_a_listing_without_a_value_for_the_pattern_fails_alone():
     with pytest.raises(MissingValue):
         photo_name("{City}_{n}.jpg", listing(City=None), 1)
-    photos = PatternPhotos(FakeFiles({}), PhotoNaming("{City}_{n}.jpg")).photos(listing(City=None))
+    photos = pattern_photos(FakeFiles({}), PhotoNaming("{City}_{n}.jpg")).photos(listing(City=None))
     assert [(p.order, p.data) for p in photos] == [(1, None)] and "no City" in photos[0].error
 
 
@@ -91,6 +92,11 @@ class FakeFiles:
         return data
 
 
+def pattern_photos(files: FakeFiles, naming: PhotoNaming) -> PatternPhotos:
+    """One connection's PatternPhotos: the fake is what each login connects, every time."""
+    return PatternPhotos(Logins(lambda: connected(files), FakeFiles.close, 1, "ftp://mls:21/"), naming)
+
+
 def files_for(numbers, data=b"photo") -> dict[str, bytes]:
     return {f"/p/MLS-7_{n}.jpg": data + bytes([n]) for n in numbers}
 
@@ -100,34 +106,35 @@ NAMING = PhotoNaming("{ListingId}_{n}.jpg", directory="/p", max_photos=5)
 
 def test_photos_one_to_photos_count_are_read_and_a_missing_one_fails():
     files = FakeFiles(files_for([1, 3]))
-    photos = PatternPhotos(files, NAMING).photos(listing(count=3))
+    photos = pattern_photos(files, NAMING).photos(listing(count=3))
     assert [(p.order, p.data is not None) for p in photos] == [(1, True), (2, False), (3, True)]
     assert "no file /p/MLS-7_2.jpg" in photos[1].error
 
 
 def test_without_a_photos_count_files_are_probed_up_to_the_first_missing_one():
     files = FakeFiles(files_for([1, 2, 4]))
-    photos = PatternPhotos(files, NAMING).photos(listing(count=0))
+    photos = pattern_photos(files, NAMING).photos(listing(count=0))
     assert [p.order for p in photos] == [1, 2] and not any(p.error for p in photos)
     assert files.reads == ["/p/MLS-7_1.jpg", "/p/MLS-7_2.jpg", "/p/MLS-7_3.jpg"]
 
 
 def test_probing_and_counting_stop_at_max_photos():
     files = FakeFiles(files_for(range(1, 10)))
-    assert len(PatternPhotos(files, NAMING).photos(listing(count=0))) == 5
-    assert len(PatternPhotos(files, NAMING).photos(listing(count=9))) == 5
+    assert len(pattern_photos(files, NAMING).photos(listing(count=0))) == 5
+    assert len(pattern_photos(files, NAMING).photos(listing(count=9))) == 5
 
 
 def test_a_file_too_large_is_a_failed_photo():
     naming = PhotoNaming("{ListingId}_{n}.jpg", directory="/p", max_bytes=4)
-    photos = PatternPhotos(FakeFiles(files_for([1])), naming).photos(listing(count=1))
+    photos = pattern_photos(FakeFiles(files_for([1])), naming).photos(listing(count=1))
     assert photos[0].data is None and "too large" in photos[0].error
 
 
 def test_a_dropped_connection_is_opened_again_once():
     files = FakeFiles(files_for([1, 2]), drop_once=True)
-    photos = PatternPhotos(files, NAMING).photos(listing(count=2))
-    assert [p.data for p in photos] == [b"photo\x01", b"photo\x02"] and files.connects == 1
+    photos = pattern_photos(files, NAMING).photos(listing(count=2))
+    assert [p.data for p in photos] == [b"photo\x01", b"photo\x02"]
+    assert files.connects == 2, "the first connection, and the one replacing it"
 
 
 def test_the_protocol_must_be_known():
