@@ -249,7 +249,7 @@ def remote_files(spec: dict[str, Any]) -> FtpFiles | SftpFiles:
 class FtpStrategy:
     name = "ftp"
     stores = True
-    shared = True  # one PatternPhotos for the job; its pool lends each thread a connection
+    shared = True  # one PatternPhotos for the job: its logins are lent to the threads
 
     @contextmanager
     def open(self, spec: dict[str, Any], environ) -> Iterator["PatternPhotos"]:

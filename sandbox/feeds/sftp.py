@@ -65,12 +65,15 @@ FLOATS = {"Latitude", "Longitude"}
 
 
 class SftpFeed:
-    """The SFTP MLS: password or public-key login, a chrooted view of ``root/sftp``."""
+    """The SFTP MLS: password or public-key login, a chrooted view of ``root/sftp``;
+    ``max_sessions=N`` lets N connections in at once and disconnects the next ("too many
+    connections"), as OpenSSH does past MaxStartups."""
 
     kind = "sftp"
 
-    def __init__(self, *, username: str = "mlsfeed", password: str = "sftp-secret-2"):
+    def __init__(self, *, username: str = "mlsfeed", password: str = "sftp-secret-2", max_sessions: int | None = None):
         self.username, self.password = username, password
+        self.max_sessions = max_sessions
 
     def publish(self, listings: Iterable[dict], root: Path, *, day: dt.date | None = None,
                 mtime: dt.datetime | None = None) -> Path:
@@ -96,16 +99,19 @@ class SftpFeed:
         thread = threading.Thread(target=loop.run_forever, name="sandbox-sftp", daemon=True)
         thread.start()
         connections: set = set()
-        listening = asyncio.run_coroutine_threadsafe(self._listen(keys, Path(root) / "sftp", connections, saved_port(root, "sftp")), loop)
+        sessions = {"cap": self.max_sessions, "most": 0, "refused": 0}
+        listening = asyncio.run_coroutine_threadsafe(
+            self._listen(keys, Path(root) / "sftp", connections, sessions, saved_port(root, "sftp")), loop)
         server = listening.result(timeout=10)
         port = server.sockets[0].getsockname()[1]
         keys.write_known_hosts(port)
         details = {"host": "127.0.0.1", "port": port, "username": self.username, "password": self.password,
                    "key_file": str(keys.client_path), "known_hosts": str(keys.known_hosts_path),
-                   "host_key_sha256": keys.fingerprint, "directory": Path(root) / "sftp" / DIRECTORY}
+                   "host_key_sha256": keys.fingerprint, "directory": Path(root) / "sftp" / DIRECTORY,
+                   "sessions": sessions}
         return Running(f"sftp://127.0.0.1:{port}", _stopper(server, connections, loop, thread), details)
 
-    async def _listen(self, keys: "_Keys", directory: Path, connections: set, port: int = 0):
+    async def _listen(self, keys: "_Keys", directory: Path, connections: set, sessions: dict, port: int = 0):
         import asyncssh  # a test dependency: imported only when a server starts
 
         users = {self.username: self.password}
@@ -116,7 +122,7 @@ class SftpFeed:
 
         return await asyncssh.listen(
             "127.0.0.1", port, server_host_keys=[keys.host], sftp_factory=sftp_factory,
-            server_factory=lambda: _server_class()(users, client_key, connections), allow_scp=False,
+            server_factory=lambda: _server_class()(users, client_key, connections, sessions), allow_scp=False,
         )
 
     def source(self, running: Running, source_id: str) -> dict:
@@ -226,13 +232,19 @@ def _server_class() -> type:
     import asyncssh
 
     class SandboxSSHServer(asyncssh.SSHServer):
-        def __init__(self, users: dict[str, str], client_key: bytes, connections: set):
-            self.users, self.client_key, self.connections = users, client_key, connections
+        def __init__(self, users: dict[str, str], client_key: bytes, connections: set, sessions: dict):
+            self.users, self.client_key, self.connections, self.sessions = users, client_key, connections, sessions
             self.connection = None
 
         def connection_made(self, conn) -> None:
+            cap = self.sessions["cap"]
+            if cap is not None and len(self.connections) >= cap:
+                self.sessions["refused"] += 1
+                conn.disconnect(asyncssh.DISC_TOO_MANY_CONNECTIONS, "Too many connections")
+                return
             self.connection = conn
             self.connections.add(conn)
+            self.sessions["most"] = max(self.sessions["most"], len(self.connections))
 
         def connection_lost(self, exc) -> None:
             self.connections.discard(self.connection)
