@@ -14,11 +14,16 @@ each side into a fresh bucket, in rotating order, ``--rounds`` times:
   rclone's http remote (a HEAD and a GET per file), into the bucket;
 * ``rclone, same files from local disk``: the strictest baseline: the same bytes, read from
   the MLS's own folder, no network source at all;
-* the same three for ``ftpmls`` (the ``ftp`` strategy, one FTP connection per job thread;
-  rclone's ftp remote with its default concurrency, and with ``--ftp-concurrency 32``).
+* the same three for ``ftpmls`` (the ``ftp`` strategy, its threads sharing its FTP logins;
+  rclone's ftp remote with its default concurrency, and with ``--ftp-concurrency 32``), plus
+  rclone as it ships (no ``--transfers``: 4 at once), and the FTP server's ceiling: bare
+  ftplib threads reading every file into memory and storing nothing (the most any client can
+  fetch from this server; the sandbox's FTP MLS is pyftpdlib, Python, on the same cores).
 
-Photos/s counts every photo the source lists (the sandbox serves about 1 in 23 corrupt: the
-job rejects them, rclone copies them). The MLS server runs on the same cores as both sides:
+Before each side the bench waits for the sockets the last one left in TIME_WAIT (one per FTP
+file) to go: past 10,000 they halve the next FTP side's rate. Photos/s counts every photo the
+source lists (the sandbox serves about 1 in 23 corrupt: the job rejects them, rclone copies
+them). The MLS server runs on the same cores as both sides:
 it costs each side the same per request (rclone's HTTP side asks twice per file).
 """
 
@@ -26,6 +31,7 @@ from __future__ import annotations
 
 import json
 import os
+import posixpath
 import subprocess
 import sys
 import time
@@ -40,6 +46,7 @@ sys.path.insert(0, str(ROOT))
 
 from bench.photos import BENCH_DIR, Run, Target, bucket_contents, machine_busy, report, rclone_env, wait_for_idle  # noqa: E402
 from bench.photos import _check, _child_timing, _children_cpu, _server_cpu, _timed_child  # noqa: E402
+from pipeline.images.ftp import CONNECTIONS  # noqa: E402
 from tests.support.s3 import s3_client  # noqa: E402
 
 
@@ -119,14 +126,54 @@ def side_rclone_ftp(target: Target, mls: Mls, bucket: str, transfers: int, extra
     _timed_child(lambda: _rclone([*extra, "mls:photos", f"bench:{bucket}"], target, transfers, env))
 
 
+def side_ftp_ceiling(mls: Mls, connections: int) -> tuple[int, int]:
+    """Bare ftplib threads RETR every file under photos/ into memory, in a child: (files, bytes)."""
+    port = mls.urls["ftp"].rsplit(":", 1)[1]
+    printed: list[str] = []
+    _timed_child(lambda: printed.append(subprocess.run(
+        [sys.executable, "-m", "bench.photo_job", "--ftp-ceiling", port, "--threads", str(connections)],
+        cwd=ROOT, capture_output=True, text=True, check=True).stdout))
+    files, size = printed[0].split()
+    return int(files), int(size)
+
+
+def ftp_read_all(port: int, connections: int) -> tuple[int, int]:
+    """The child of ``side_ftp_ceiling``: one logged-in connection per thread, the files split evenly."""
+    import ftplib
+    from concurrent.futures import ThreadPoolExecutor
+
+    def logged_in() -> ftplib.FTP:
+        ftp = ftplib.FTP()
+        ftp.connect("127.0.0.1", port)
+        ftp.login("mlsuser", "ftp-secret-1")
+        ftp.voidcmd("TYPE I")
+        return ftp
+
+    def fetch(names: list[str]) -> tuple[int, int]:
+        size = 0
+        with logged_in() as ftp:
+            for name in names:
+                data = bytearray()
+                ftp.retrbinary(f"RETR /photos/{name}", data.extend)
+                size += len(data)
+        return len(names), size
+
+    with logged_in() as ftp:
+        names = sorted(posixpath.basename(name) for name in ftp.nlst("/photos"))
+    with ThreadPoolExecutor(connections) as threads:
+        done = list(threads.map(fetch, [names[i::connections] for i in range(connections)]))
+    return sum(files for files, _ in done), sum(size for _, size in done)
+
+
 def side_rclone_disk(target: Target, folder: Path, bucket: str, transfers: int) -> None:
     _timed_child(lambda: _rclone([str(folder), f"bench:{bucket}"], target, transfers))
 
 
-def _rclone(args: list[str], target: Target, transfers: int, extra_env: dict | None = None) -> None:
+def _rclone(args: list[str], target: Target, transfers: int | None, extra_env: dict | None = None) -> None:
+    """``rclone copy``; ``transfers`` None: rclone's own defaults (4 transfers, 8 checkers)."""
     env = {**rclone_env(target), **(extra_env or {})}
-    done = subprocess.run(["rclone", "copy", "--transfers", str(transfers), "--checkers", str(transfers), *args],
-                          env=env, capture_output=True, text=True)
+    tuned = ["--transfers", str(transfers), "--checkers", str(transfers)] if transfers else []
+    done = subprocess.run(["rclone", "copy", *tuned, *args], env=env, capture_output=True, text=True)
     if done.returncode != 0:
         raise RuntimeError(f"rclone exited {done.returncode}: {done.stderr[-2000:]}")
 
@@ -149,14 +196,18 @@ def measure(side: str, action: Callable[[str], None], target: Target, photos: in
     _child_timing.clear()
     server_before, children_before, mls_before = _server_cpu(target), _children_cpu(), _pid_cpu(mls_pid)
     busy_before, started = machine_busy(), time.perf_counter()
-    action(bucket)
+    read = action(bucket)  # (files, bytes) from a side that stores nothing
     elapsed = time.perf_counter() - started
     client = _children_cpu() - children_before
     server = _server_cpu(target) - server_before
     busy, mls = machine_busy() - busy_before, _pid_cpu(mls_pid) - mls_before
     objects, size = photo_objects(target, bucket)
-    if objects != wanted:
+    if objects != (0 if read else wanted):
         raise RuntimeError(f"{side}: the bucket holds {objects} photos, expected {wanted}")
+    if read:
+        if read[0] != wanted:
+            raise RuntimeError(f"{side}: read {read[0]} files, expected {wanted}")
+        objects, size = read
     other = max(0.0, busy - client - server - mls) / (elapsed * (os.cpu_count() or 1))
     return Run(side, _child_timing[0], client, server + mls, photos, size, other)
 
@@ -192,19 +243,22 @@ def sides(mls: Mls, threads: int, transfers: int) -> dict[str, tuple[str, Callab
         f"rclone copy from the HTTP MLS (--transfers {transfers})": ("httpmls", lambda t, b: side_rclone_http(t, mls, b, transfers)),
         "rclone copy, same files from local disk": ("httpmls", lambda t, b: side_rclone_disk(
             t, mls.root / "http" / ".photo-cache", b, transfers)),
-        f"photo job, ftp strategy ({threads} FTP connections)": ("ftpmls", lambda t, b: side_job(t, mls, "ftpmls", b, threads)),
-        "rclone copy from the FTP MLS (default concurrency)": ("ftpmls", lambda t, b: side_rclone_ftp(t, mls, b, transfers)),
-        "rclone copy from the FTP MLS (--ftp-concurrency 32)": ("ftpmls", lambda t, b: side_rclone_ftp(
+        f"photo job, ftp strategy ({threads} threads, {min(threads, CONNECTIONS)} logins)": ("ftpmls", lambda t, b: side_job(t, mls, "ftpmls", b, threads)),
+        "rclone copy from the FTP MLS (--transfers 32)": ("ftpmls", lambda t, b: side_rclone_ftp(t, mls, b, transfers)),
+        "rclone copy from the FTP MLS (+ --ftp-concurrency 32)": ("ftpmls", lambda t, b: side_rclone_ftp(
             t, mls, b, transfers, ("--ftp-concurrency", "32"))),
         "rclone copy, same FTP files from local disk": ("ftpmls", lambda t, b: side_rclone_disk(
             t, mls.root / "ftp" / "photos", b, transfers)),
+        "rclone copy from the FTP MLS, rclone's defaults": ("ftpmls", lambda t, b: side_rclone_ftp(t, mls, b, None)),
+        "ceiling: 8 bare ftplib threads, read, not stored": ("ftpmls", lambda t, b: side_ftp_ceiling(mls, 8)),
     }
 
 
-def run(target: Target, listings: int, rounds: int, threads: int, transfers: int, wait_idle: float) -> str:
+def run(target: Target, listings: int, rounds: int, threads: int, transfers: int, wait_idle: float,
+        sources: tuple[str, ...] = ("httpmls", "ftpmls")) -> str:
     with sandbox(listings) as mls:
         warm(mls)
-        chosen = sides(mls, threads, transfers)
+        chosen = {name: side for name, side in sides(mls, threads, transfers).items() if side[0] in sources}
         results: dict[str, list[Run]] = {name: [] for name in chosen}
         names = list(chosen)
         for number in range(rounds):
@@ -213,17 +267,39 @@ def run(target: Target, listings: int, rounds: int, threads: int, transfers: int
                 listed = mls.photos[source]
                 wanted = len(listed) - (_corrupt(mls, source) if name.startswith("photo job") else 0)
                 wait_for_idle(wait_idle)
+                wait_for_time_wait()
                 result = measure(name, lambda bucket: action(target, bucket), target, len(listed), mls.pid, wanted)
                 results[name].append(result)
                 print(f"round {number + 1}: {name:<52} {result.objects / result.seconds:>8,.0f} photos/s",
                       file=sys.stderr, flush=True)
     lines = []
     for source, baseline in (("httpmls", f"rclone copy from the HTTP MLS (--transfers {transfers})"),
-                             ("ftpmls", "rclone copy from the FTP MLS (default concurrency)")):
+                             ("ftpmls", "rclone copy from the FTP MLS (--transfers 32)")):
+        if source not in sources:
+            continue
         part = {name: runs for name, runs in results.items() if chosen[name][0] == source}
         lines.append(report(part, len(mls.photos[source]), sum(r.size for r in part[baseline][:1]), rounds, baseline,
                             title=f"photo job ({source}) against rclone, into SeaweedFS; server CPU includes the MLS's"))
     return "\n\n".join(lines)
+
+
+def wait_for_time_wait(most: int = 1000, timeout: float = 120) -> None:
+    """Wait until fewer than ``most`` TCP sockets are in TIME_WAIT. Every FTP file is a data
+    connection, so a run leaves ~5,000 behind for a minute; at 10,000 and more the kernel's port
+    search makes the next FTP side half as fast, whichever side it is."""
+    deadline = time.monotonic() + timeout
+    while (waiting := _time_wait_sockets()) >= most and time.monotonic() < deadline:
+        time.sleep(1)
+    if waiting >= most:
+        print(f"note: still {waiting:,} sockets in TIME_WAIT after {timeout:g} s", file=sys.stderr, flush=True)
+
+
+def _time_wait_sockets() -> int:
+    count = 0
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with open(table) as lines:
+            count += sum(line.split()[3] == "06" for line in list(lines)[1:])
+    return count
 
 
 def _corrupt(mls: Mls, source: str) -> int:
@@ -244,12 +320,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--transfers", type=int, default=32)
     parser.add_argument("--endpoint-url")
     parser.add_argument("--wait-idle", type=float, default=60)
+    parser.add_argument("--sources", default="httpmls,ftpmls", help="the sources whose sides run (default both)")
+    parser.add_argument("--ftp-ceiling", type=int, metavar="PORT", help=argparse.SUPPRESS)  # side_ftp_ceiling's child
     args = parser.parse_args(argv)
+    if args.ftp_ceiling:
+        print(*ftp_read_all(args.ftp_ceiling, args.threads))
+        return 0
     ensure_rclone()
     BENCH_DIR.mkdir(parents=True, exist_ok=True)
     with ExitStack() as stack:
         target = target_from(args, stack)
-        print(run(target, args.listings, args.rounds, args.threads, args.transfers, args.wait_idle))
+        print(run(target, args.listings, args.rounds, args.threads, args.transfers, args.wait_idle,
+                  tuple(args.sources.split(","))))
     return 0
 
 
