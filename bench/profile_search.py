@@ -86,7 +86,21 @@ def _timed(function, stage: str, times: dict[str, list[float]]):
     return timed
 
 
-def requests_for(app, page_size: int, pages: bool, count: int) -> list[bytes]:
+def radius_envelope(centre: str):
+    """``LAT,LON,MILES`` → an envelope function like soap_search.envelope, for that radius."""
+    latitude, longitude, miles = (float(part) for part in centre.split(","))
+
+    def body(page_size: int, token: str | None = None) -> bytes:
+        page = f"<m:PageToken>{token}</m:PageToken>" if token else ""
+        return (f'<s:Envelope xmlns:s="http://schemas.xmlsoap.org/soap/envelope/" xmlns:m="{NS}"><s:Body>'
+                f"<m:SearchListings><m:Latitude>{latitude}</m:Latitude><m:Longitude>{longitude}</m:Longitude>"
+                f"<m:RadiusMiles>{miles}</m:RadiusMiles><m:SortBy>ListPrice</m:SortBy>"
+                f"<m:PageSize>{page_size}</m:PageSize>{page}</m:SearchListings></s:Body></s:Envelope>").encode()
+
+    return body
+
+
+def requests_for(app, page_size: int, pages: bool, count: int, envelope=envelope) -> list[bytes]:
     if not pages:
         return [envelope(page_size)] * count
     bodies, token = [], None
@@ -117,6 +131,7 @@ def main(argv=None) -> int:
     parser.add_argument("--pages", action="store_true", help="every page in turn, not page 1 again and again")
     parser.add_argument("--database-url", help="default: the database bench/soap_search.py built")
     parser.add_argument("--cprofile", action="store_true")
+    parser.add_argument("--radius", metavar="LAT,LON,MILES", help="search this radius instead of the bench request")
     args = parser.parse_args(argv)
     url = args.database_url or default_database_url(100_000, 5)
     from core.settings import Settings
@@ -125,7 +140,8 @@ def main(argv=None) -> int:
     environ = {"MLSFEEDS_DATABASE_URL": url, "MLSFEEDS_SECRET_KEY": SECRET_KEY, "MLSFEEDS_LOG_LEVEL": "WARNING",
                "MLSFEEDS_ANSWER_CACHE_MB": "0" if args.no_answer_cache else "32"}
     app = create_app(Settings.from_env(environ))
-    bodies = requests_for(app, args.page_size, args.pages, args.requests)
+    bodies = requests_for(app, args.page_size, args.pages, args.requests,
+                          radius_envelope(args.radius) if args.radius else envelope)
     for body in bodies[:50]:  # warm: statements compiled, caches filled
         call(app, body)
     times: dict[str, list[float]] = defaultdict(list)
