@@ -40,6 +40,7 @@ class Logins(Generic[T]):
         self.capped = False  # the server refused a connection beyond those open
         self._idle: list[T] = []
         self._open = 0  # idle and lent
+        self._closed = False
         self._changed = threading.Condition()
 
     @contextmanager
@@ -59,8 +60,9 @@ class Logins(Generic[T]):
         self._give_back(connection)
 
     def close(self) -> None:
-        """Log out of the idle connections (all of them, once the threads are done)."""
+        """Log out of the idle connections now, and of each lent one when it is given back."""
         with self._changed:
+            self._closed = True
             idle, self._idle = self._idle, []
             self._open -= len(idle)
         for connection in idle:
@@ -89,8 +91,12 @@ class Logins(Generic[T]):
 
     def _give_back(self, connection: T) -> None:
         with self._changed:
-            self._idle.append(connection)
-            self._changed.notify()
+            if not self._closed:
+                self._idle.append(connection)
+                self._changed.notify()
+                return
+            self._open -= 1
+        self._logout(connection)
 
     def _forget(self, connection: T) -> None:
         try:

@@ -147,6 +147,17 @@ def test_a_dead_server_fails_the_waiting_threads_instead_of_hanging_them():
     assert server.open == 0
 
 
+def test_a_connection_given_back_after_close_is_logged_out():
+    server = Server()
+    logins = server.logins(2)
+    with logins.connection():
+        with logins.connection():
+            pass
+        logins.close()
+        assert server.open == 1, "the idle one logged out, the lent one still in use"
+    assert server.open == 0
+
+
 def test_the_limit_is_at_least_one():
     with pytest.raises(ValueError, match="at least 1"):
         Logins(object, print, 0, WHERE)
