@@ -47,7 +47,10 @@ sys.path.insert(0, str(ROOT))
 from bench.photos import BENCH_DIR, Run, Target, bucket_contents, machine_busy, report, rclone_env, wait_for_idle  # noqa: E402
 from bench.photos import _check, _child_timing, _children_cpu, _server_cpu, _timed_child  # noqa: E402
 from pipeline.images.ftp import CONNECTIONS  # noqa: E402
+from sandbox.feeds.ftp import FtpFeed  # noqa: E402
 from tests.support.s3 import s3_client  # noqa: E402
+
+FTP_USER, FTP_PASSWORD = FtpFeed().username, FtpFeed().password  # the sandbox FTP MLS's login
 
 
 @dataclass(frozen=True)
@@ -122,7 +125,7 @@ def side_rclone_http(target: Target, mls: Mls, bucket: str, transfers: int) -> N
 def side_rclone_ftp(target: Target, mls: Mls, bucket: str, transfers: int, extra: tuple[str, ...] = ()) -> None:
     port = mls.urls["ftp"].rsplit(":", 1)[1]
     env = {"RCLONE_CONFIG_MLS_TYPE": "ftp", "RCLONE_CONFIG_MLS_HOST": "127.0.0.1", "RCLONE_CONFIG_MLS_PORT": port,
-           "RCLONE_CONFIG_MLS_USER": "mlsuser", "RCLONE_CONFIG_MLS_PASS": _obscure("ftp-secret-1")}
+           "RCLONE_CONFIG_MLS_USER": FTP_USER, "RCLONE_CONFIG_MLS_PASS": _obscure(FTP_PASSWORD)}
     _timed_child(lambda: _rclone([*extra, "mls:photos", f"bench:{bucket}"], target, transfers, env))
 
 
@@ -145,7 +148,7 @@ def ftp_read_all(port: int, connections: int) -> tuple[int, int]:
     def logged_in() -> ftplib.FTP:
         ftp = ftplib.FTP()
         ftp.connect("127.0.0.1", port)
-        ftp.login("mlsuser", "ftp-secret-1")
+        ftp.login(FTP_USER, FTP_PASSWORD)
         ftp.voidcmd("TYPE I")
         return ftp
 
@@ -244,7 +247,7 @@ def sides(mls: Mls, threads: int, transfers: int) -> dict[str, tuple[str, Callab
         "rclone copy, same files from local disk": ("httpmls", lambda t, b: side_rclone_disk(
             t, mls.root / "http" / ".photo-cache", b, transfers)),
         f"photo job, ftp strategy ({threads} threads, {min(threads, CONNECTIONS)} logins)": ("ftpmls", lambda t, b: side_job(t, mls, "ftpmls", b, threads)),
-        "rclone copy from the FTP MLS (--transfers 32)": ("ftpmls", lambda t, b: side_rclone_ftp(t, mls, b, transfers)),
+        f"rclone copy from the FTP MLS (--transfers {transfers})": ("ftpmls", lambda t, b: side_rclone_ftp(t, mls, b, transfers)),
         "rclone copy from the FTP MLS (+ --ftp-concurrency 32)": ("ftpmls", lambda t, b: side_rclone_ftp(
             t, mls, b, transfers, ("--ftp-concurrency", "32"))),
         "rclone copy, same FTP files from local disk": ("ftpmls", lambda t, b: side_rclone_disk(
@@ -274,7 +277,7 @@ def run(target: Target, listings: int, rounds: int, threads: int, transfers: int
                       file=sys.stderr, flush=True)
     lines = []
     for source, baseline in (("httpmls", f"rclone copy from the HTTP MLS (--transfers {transfers})"),
-                             ("ftpmls", "rclone copy from the FTP MLS (--transfers 32)")):
+                             ("ftpmls", f"rclone copy from the FTP MLS (--transfers {transfers})")):
         if source not in sources:
             continue
         part = {name: runs for name, runs in results.items() if chosen[name][0] == source}

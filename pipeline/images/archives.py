@@ -330,6 +330,8 @@ class SftpArchive:
             return stack.enter_context(connector.logged_in(self.settings)), stack
 
 
+# -- HTTP -------------------------------------------------------------------------------------
+
 class HttpArchive:
     """Files linked from an HTTP directory index (recursively), or listed in a manifest."""
 
